@@ -1,0 +1,1 @@
+"""personabot core: the platform-neutral engine (no Discord or Telegram imports here)."""

@@ -1,0 +1,182 @@
+"""The ports of the core: one Protocol each. Backends and adapters implement them.
+
+The core depends on these shapes only, so a test can plug in a scripted Generator,
+a temp-file Store or a recording Outbox, and production can plug in transformers,
+an OpenAI-compatible server, SQLite, Telegram or Discord.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from core.events import (
+    ChatMessage,
+    Chunk,
+    ConversationKey,
+    GenerationRequest,
+    Reply,
+    SentMessage,
+)
+from core.records import AuditEntry, Conversation, Memory, Profile, StoredMessage, UserRecord
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Streams a reply for a chat. Implementations run model work off the event loop."""
+
+    name: str
+    context_window: int  # tokens the model can attend to (prompt + reply)
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """Tokens the rendered prompt of ``messages`` takes (used to trim history)."""
+        ...
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        """Yield reply pieces; the last chunk has a ``finish_reason``. Raises GenerationError."""
+        ...
+
+    async def health(self) -> dict[str, Any]: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    dimension: int
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """float32 array of shape (len(texts), dimension), rows L2-normalised."""
+        ...
+
+
+@runtime_checkable
+class Outbox(Protocol):
+    """How the core answers on one platform. Adapters give one per incoming event."""
+
+    max_message_length: int  # in the platform's own units (see ``measure``)
+
+    def measure(self, text: str) -> int:
+        """Length of ``text`` in the platform's units (Telegram: UTF-16 code units)."""
+        ...
+
+    def edit_interval(self) -> float | None:
+        """Seconds between edits while streaming, or None to send only the finished reply."""
+        ...
+
+    async def send(self, key: ConversationKey, reply: Reply) -> SentMessage: ...
+
+    async def edit(self, sent: SentMessage, text: str) -> None: ...
+
+    async def typing(self, key: ConversationKey) -> None:
+        """Show 'typing…'; the core renews it while generating."""
+        ...
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Persistence for everything the bot keeps. Every method is atomic.
+
+    The contract suite in tests/core/store_contract.py defines the behaviour; any
+    implementation must pass it.
+    """
+
+    async def __aenter__(self) -> "Store": ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    # users -------------------------------------------------------------------------
+    async def touch_user(self, user_id: str, display_name: str = "") -> UserRecord:
+        """Create or update a user; bumps last_seen and message_count."""
+        ...
+
+    async def get_user(self, user_id: str) -> UserRecord | None: ...
+
+    async def set_banned(self, user_id: str, banned: bool) -> None: ...
+
+    async def is_banned(self, user_id: str) -> bool: ...
+
+    # profiles ----------------------------------------------------------------------
+    async def get_profile(self, user_id: str) -> Profile: ...
+
+    async def save_profile(self, profile: Profile) -> None: ...
+
+    # settings (per chat / per server persona and other scoped options) -------------
+    async def get_setting(self, scope: str, name: str) -> str | None: ...
+
+    async def set_setting(self, scope: str, name: str, value: str | None) -> None:
+        """``value=None`` deletes the setting."""
+        ...
+
+    # personas ------------------------------------------------------------------------
+    async def upsert_persona(self, name: str, definition: dict[str, Any]) -> None: ...
+
+    async def get_persona(self, name: str) -> dict[str, Any] | None: ...
+
+    async def list_personas(self) -> list[str]: ...
+
+    # conversations and messages ------------------------------------------------------
+    async def active_conversation(self, key: ConversationKey) -> Conversation:
+        """The open conversation for ``key``; created on first use."""
+        ...
+
+    async def reset_conversation(self, key: ConversationKey) -> Conversation:
+        """Close the open conversation (history kept) and start a new one."""
+        ...
+
+    async def set_conversation_persona(self, conversation_id: int, persona: str | None) -> None: ...
+
+    async def record_event(self, event_id: str) -> bool:
+        """Remember an update id; False if it was already seen (duplicate delivery)."""
+        ...
+
+    async def add_user_message(
+        self, conversation_id: int, user_id: str, text: str, event_id: str | None = None
+    ) -> StoredMessage: ...
+
+    async def add_reply(self, user_message_id: int, text: str) -> StoredMessage:
+        """Store the bot's turn and mark the user turn answered, in one transaction."""
+        ...
+
+    async def history(self, conversation_id: int, limit: int = 50) -> list[StoredMessage]:
+        """The last ``limit`` messages, oldest first."""
+        ...
+
+    async def unanswered(self, platform: str, since: float = 0.0) -> list[tuple[StoredMessage, str]]:
+        """User turns stored but never answered, with their conversation key (crash recovery)."""
+        ...
+
+    async def consented_conversations(self, flag: str = "training") -> list[list[StoredMessage]]:
+        """Conversations (oldest message first) whose every user author has consent ``flag``."""
+        ...
+
+    # memories ----------------------------------------------------------------------
+    async def add_memory(
+        self, user_id: str, subject: str, text: str, embedding: Sequence[float] | None, scope: str
+    ) -> Memory:
+        """Store a fact; an older live memory of the same user and subject is superseded."""
+        ...
+
+    async def memories(self, user_id: str, include_superseded: bool = False) -> list[Memory]: ...
+
+    async def delete_memory(self, user_id: str, memory_id: int) -> bool: ...
+
+    # audit -------------------------------------------------------------------------
+    async def audit(
+        self, actor: str, action: str, target: str = "", outcome: str = "ok", detail: dict[str, Any] | None = None
+    ) -> None: ...
+
+    async def recent_audit(self, limit: int = 20) -> list[AuditEntry]: ...
+
+    # privacy and stats -------------------------------------------------------------
+    async def export_user(self, user_id: str) -> dict[str, Any]:
+        """Everything stored about a user, as JSON-serialisable data."""
+        ...
+
+    async def forget_user(self, user_id: str) -> dict[str, int]:
+        """Delete everything about a user; returns counts of deleted rows per kind."""
+        ...
+
+    async def stats(self) -> dict[str, int]: ...

@@ -1,0 +1,72 @@
+"""Rows the Store returns: frozen dataclasses, independent of the database used."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    qualified_id: str  # "telegram:123"
+    display_name: str
+    first_seen: float
+    last_seen: float
+    message_count: int
+    banned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """Explicit preferences and consent flags of one user; ``interest`` is a float32 vector."""
+
+    qualified_id: str
+    preferences: dict[str, str] = field(default_factory=dict)  # name, language, length, tone, persona
+    consent: dict[str, bool] = field(default_factory=dict)  # e.g. {"training": False, "memories_in_groups": False}
+    interest: tuple[float, ...] | None = None
+    interest_count: int = 0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    id: int
+    key: str  # ConversationKey.qualified
+    persona: str | None
+    started_at: float
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    id: int
+    conversation_id: int
+    role: str  # "user" | "assistant"
+    user_id: str | None  # qualified id of the author for user turns
+    text: str
+    created_at: float
+    event_id: str | None = None
+    answered: bool = False  # for user turns: a reply was stored
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    id: int
+    user_id: str
+    subject: str  # normalised topic, e.g. "home", "name", "allergy"; newer supersedes older
+    text: str
+    embedding: tuple[float, ...] | None
+    scope: str  # "private" (learned in a DM) or "group"
+    created_at: float
+    superseded_by: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    at: float
+    actor: str  # qualified id, or "system"
+    action: str
+    target: str
+    outcome: str  # "ok" | "denied" | "error"
+    detail: dict[str, Any] = field(default_factory=dict)
