@@ -92,6 +92,7 @@ class IncomingMessage:
     message_id: str | None = None  # platform id of the user's message (reply target)
     user_display_name: str = ""
     addressed_to_bot: bool = True  # mentioned, a reply to the bot, DM, or a listed chat
+    space_id: str | None = None  # the server (Discord guild) the chat belongs to, if any
     user_roles: tuple[str, ...] = ()  # platform role ids (Discord), for admin checks
     nsfw: bool = False  # the channel is marked NSFW (Discord)
     received_at: float = field(default_factory=time.time)

@@ -57,6 +57,7 @@ class Outbox(Protocol):
     """How the core answers on one platform. Adapters give one per incoming event."""
 
     max_message_length: int  # in the platform's own units (see ``measure``)
+    markdown_fences: bool  # split long replies without breaking ``` code blocks (Discord)
 
     def measure(self, text: str) -> int:
         """Length of ``text`` in the platform's units (Telegram: UTF-16 code units)."""

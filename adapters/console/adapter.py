@@ -1,0 +1,93 @@
+"""Console adapter: lines from a terminal in, streamed text out.
+
+The console user is the operator of the machine, so console identities are admins
+(see ``App.is_admin``): whoever can run the CLI can already open the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sys
+import uuid
+from typing import TextIO
+
+from core.commands import parse_command_text
+from core.events import ChatKind, ConversationKey, IncomingMessage, Reply, SentMessage, UserRef
+
+PLATFORM = "console"
+
+
+def console_event(text: str, user: str) -> IncomingMessage:
+    """Pure conversion of one typed line into a core event."""
+    return IncomingMessage(
+        event_id=f"{PLATFORM}:{uuid.uuid4().hex}",
+        key=ConversationKey(PLATFORM, user),
+        user=UserRef(PLATFORM, user),
+        text=text,
+        chat_kind=ChatKind.CONSOLE,
+        command=parse_command_text(text),
+        user_display_name=user,
+    )
+
+
+class ConsoleOutbox:
+    """Writes replies to a text stream. With ``stream=True``, edits print only what is new."""
+
+    max_message_length = 100_000
+    markdown_fences = False
+
+    def __init__(self, out: TextIO = sys.stdout, *, stream: bool = True, prefix: str = "") -> None:
+        self._out = out
+        self._stream = stream
+        self._prefix = prefix
+        self._ids = itertools.count(1)
+        self._open: tuple[str, str] | None = None  # (message id, text printed so far)
+
+    def measure(self, text: str) -> int:
+        return len(text)
+
+    def edit_interval(self) -> float | None:
+        return 0.0 if self._stream else None
+
+    async def send(self, key: ConversationKey, reply: Reply) -> SentMessage:
+        self.end_line()
+        message_id = str(next(self._ids))
+        self._out.write(self._prefix + reply.text)
+        self._out.flush()
+        self._open = (message_id, reply.text)
+        return SentMessage(key, message_id)
+
+    async def edit(self, sent: SentMessage, text: str) -> None:
+        if self._open and self._open[0] == sent.message_id and text.startswith(self._open[1]):
+            self._out.write(text[len(self._open[1]) :])
+        else:  # a terminal cannot rewrite earlier lines; print the new version in full
+            self.end_line()
+            self._out.write(self._prefix + text)
+        self._out.flush()
+        self._open = (sent.message_id, text)
+
+    async def typing(self, key: ConversationKey) -> None:
+        return None
+
+    def end_line(self) -> None:
+        if self._open is not None:
+            self._out.write("\n")
+            self._out.flush()
+            self._open = None
+
+
+async def serve(app, user: str = "you", *, prompt: str = "> ") -> None:  # type: ignore[no-untyped-def]
+    """Interactive loop until EOF, Ctrl-D, or /quit."""
+    outbox = ConsoleOutbox(prefix="bot: ")
+    print(f"Chatting with {app.settings.name}. /help for commands, /quit or Ctrl-D to leave.")
+    while True:
+        try:
+            line = await asyncio.to_thread(input, prompt)
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return
+        if line.strip() in {"/quit", "/exit"}:
+            return
+        await app.dispatcher.feed(console_event(line, user), outbox)
+        outbox.end_line()

@@ -1,0 +1,210 @@
+"""The `personabot` command line. Every command has --help.
+
+Exit codes: 0 ok, 1 a runtime failure (message on stderr), 2 bad input or
+configuration (file and field named, no traceback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from core.errors import ConfigError, PersonabotError
+from core.settings import BotSettings, default_bot_file, load_bot_settings
+
+app = typer.Typer(
+    name="personabot",
+    help="Personalized chatbots for Discord, Telegram and the console.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+persona_app = typer.Typer(help="Persona files.", no_args_is_help=True)
+config_app = typer.Typer(help="Bot files.", no_args_is_help=True)
+app.add_typer(persona_app, name="persona")
+app.add_typer(config_app, name="config")
+
+BotOption = Annotated[Path | None, typer.Option("--bot", "-b", help="Bot file (TOML). Default: the bundled demo bot.")]
+UserOption = Annotated[str, typer.Option("--user", "-u", help="Who is talking (history is kept per user).")]
+
+T = TypeVar("T")
+log = logging.getLogger("personabot")
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    typer.secho(message, err=True, fg=typer.colors.RED)
+    return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def clean_errors() -> Iterator[None]:
+    """Turn our exceptions into one line on stderr and the documented exit code."""
+    try:
+        yield
+    except ConfigError as error:
+        raise fail(f"error: {error}", 2) from None
+    except PersonabotError as error:
+        raise fail(f"error: {error}", 1) from None
+
+
+def setup_logging(verbose: bool) -> None:
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for noisy in ("httpx", "transformers", "sentence_transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
+
+
+def load_settings(bot: Path | None) -> BotSettings:
+    return load_bot_settings(bot or default_bot_file())
+
+
+def run_async(factory: Callable[[], Awaitable[T]]) -> T:
+    with clean_errors():
+        return asyncio.run(factory())
+
+
+@app.command()
+def chat(bot: BotOption = None, user: UserOption = "you", verbose: bool = False) -> None:
+    """Chat with a bot in this terminal; replies stream as they are generated."""
+    from adapters.console import serve
+    from core.app import App
+
+    setup_logging(verbose)
+    with clean_errors():
+        settings = load_settings(bot)
+
+    async def main() -> None:
+        async with App(settings) as bot_app:
+            await serve(bot_app, user)
+
+    run_async(main)
+
+
+@app.command()
+def ask(
+    text: Annotated[str, typer.Argument(help="The message to send.")],
+    bot: BotOption = None,
+    user: UserOption = "you",
+    verbose: bool = False,
+) -> None:
+    """Send one message, print the reply, exit. History persists between calls per user."""
+    from adapters.console import ConsoleOutbox, console_event
+    from core.app import App
+
+    setup_logging(verbose)
+    with clean_errors():
+        settings = load_settings(bot)
+
+    async def main() -> None:
+        outbox = ConsoleOutbox(stream=False)
+        async with App(settings) as bot_app:
+            await bot_app.dispatcher.feed(console_event(text, user), outbox)
+        outbox.end_line()
+
+    run_async(main)
+
+
+@app.command()
+def run(
+    bot: Annotated[Path, typer.Argument(help="Bot file (TOML).")],
+    verbose: bool = True,
+) -> None:
+    """Start every adapter the bot file enables (Telegram, Discord, console) in one process."""
+    from core.app import App
+
+    setup_logging(verbose)
+    with clean_errors():
+        settings = load_settings(bot)
+        starters = adapter_starters(settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        async with App(settings) as bot_app:
+            tasks = [asyncio.create_task(start(bot_app, stop), name=name) for name, start in starters]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            stop.set()  # one adapter ended (console EOF, fatal error): stop the others cleanly
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for task in done:
+                if task.exception():
+                    raise task.exception()  # type: ignore[misc]
+
+    run_async(main)
+
+
+def adapter_starters(settings: BotSettings) -> list[tuple[str, Callable[[Any, asyncio.Event], Awaitable[None]]]]:
+    """The enabled adapters as ``serve(app, stop)`` coroutines; platform libraries load only if used."""
+    starters: list[tuple[str, Callable[[Any, asyncio.Event], Awaitable[None]]]] = []
+    if settings.telegram.enabled:
+        from adapters.telegram import serve as serve_telegram
+
+        starters.append(("telegram", serve_telegram))
+    if settings.discord.enabled:
+        from adapters.discord import serve as serve_discord
+
+        starters.append(("discord", serve_discord))
+    if settings.console.enabled:
+        from adapters.console import serve as serve_console
+
+        async def console(bot_app: Any, stop: asyncio.Event) -> None:
+            await serve_console(bot_app)
+
+        starters.append(("console", console))
+    if not starters:
+        raise ConfigError(f"{settings.source}: no adapter enabled (set enabled = true in [telegram], [discord] or [console])")
+    return starters
+
+
+@persona_app.command("validate")
+def persona_validate(paths: Annotated[list[Path], typer.Argument(help="Persona TOML files.")]) -> None:
+    """Check persona files; prints each problem with file and field."""
+    from core.personas import load_persona_file
+
+    problems = 0
+    for path in paths:
+        try:
+            persona = load_persona_file(path)
+        except ConfigError as error:
+            problems += 1
+            typer.secho(str(error), err=True, fg=typer.colors.RED)
+        else:
+            typer.echo(f"ok: {path} ({persona.name})")
+    if problems:
+        raise typer.Exit(2)
+
+
+@config_app.command("show")
+def config_show(bot: BotOption = None) -> None:
+    """Print the validated bot file as JSON (secrets are never part of it)."""
+    with clean_errors():
+        settings = load_settings(bot)
+    typer.echo(json.dumps(settings.redacted_dump(), indent=2, ensure_ascii=False))
+
+
+def _register_optional_commands() -> None:
+    """Sub-commands contributed by other modules (training, adapters, privacy, plugins)."""
+    from bots import training_cli
+
+    training_cli.register(app)
+
+
+def main() -> None:
+    _register_optional_commands()
+    app()
+
+
+if __name__ == "__main__":
+    main()
