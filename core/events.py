@@ -142,12 +142,22 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with a reply (e.g. the JSON of /export)."""
+
+    filename: str
+    data: bytes
+    mime_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """A complete answer to show the user (commands, notices, finished generations)."""
 
     text: str
-    private: bool = False  # ephemeral on Discord; only the caller should see it
+    private: bool = False  # ephemeral on Discord, DM elsewhere: only the caller should see it
     reply_to: str | None = None  # platform message id to answer
+    attachment: Attachment | None = None
 
 
 @dataclass(frozen=True, slots=True)
