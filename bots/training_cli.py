@@ -1,0 +1,134 @@
+"""CLI for the training pipeline: ``personabot data prepare``, ``train``, ``eval``, ``finetune``.
+
+``register(app)`` adds the commands to the main typer app. Bad input exits with code 2
+and one line on stderr (no traceback). Heavy imports happen inside the commands.
+Also runnable alone: ``python -m bots.training_cli train --help``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from core.errors import ConfigError
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``data`` sub-app and the ``train``/``eval``/``finetune`` commands to ``app``."""
+    data_app = typer.Typer(help="Build training datasets.", no_args_is_help=True)
+    app.add_typer(data_app, name="data")
+
+    @data_app.command("prepare")
+    def prepare_cmd(
+        out: Annotated[Path, typer.Option(help="Output folder for train/valid/test.jsonl and stats.json.")] = Path("data/dialogue"),
+        chitchat: Annotated[bool, typer.Option(help="Include the chitchat-dataset corpus.")] = True,
+        db: Annotated[Optional[Path], typer.Option(help="A bot's SQLite database: adds chats of users who consented to training.")] = None,
+        jsonl: Annotated[Optional[list[Path]], typer.Option(help="Extra conversations as JSONL (repeatable).")] = None,
+        valid: Annotated[float, typer.Option(help="Fraction of conversations for validation.")] = 0.05,
+        test: Annotated[float, typer.Option(help="Fraction of conversations for the test split.")] = 0.05,
+        seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+        features: Annotated[bool, typer.Option(help="Also write stop-word-free 'features' per turn (retrieval models only).")] = False,
+        overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+    ) -> None:
+        """Collect, clean (NFKC, denoise, dedupe, scrub PII) and split dialogue data."""
+        from rich.console import Console
+        from rich.progress import track
+
+        from core.training import data as d
+
+        try:
+            sources = []
+            if chitchat:
+                sources.append(d.chitchat_conversations())
+            if db is not None:
+                sources.append(d.store_conversations(_open_store(db)))
+            extra, bad = [], 0
+            for path in jsonl or []:
+                recs, n_bad = d.read_jsonl(path)
+                extra += recs
+                bad += n_bad
+            if not sources and not extra:
+                _fail("no data source: enable --chitchat or give --db/--jsonl")
+
+            def chained():
+                for src in sources:
+                    yield from src
+
+            stats = d.prepare(chained(), out, extra=extra, malformed_lines=bad, valid=valid, test=test, seed=seed,
+                              features=features, overwrite=overwrite,
+                              progress=lambda it: track(it, description="cleaning", transient=True))
+        except ConfigError as exc:
+            _fail(str(exc))
+        c = Console()
+        c.print(f"{stats.conversations} conversations, {stats.turns} turns, {stats.tokens} words -> {out}")
+        c.print(f"splits {stats.splits}; dropped {dict(stats.dropped)}")
+        if stats.dropped.get("malformed_line"):
+            c.print(f"[yellow]{stats.dropped['malformed_line']} malformed or empty JSONL line(s) skipped[/yellow]")
+
+    @app.command("train")
+    def train_cmd(
+        data: Annotated[Path, typer.Option(help="Folder written by `data prepare`.")],
+        out: Annotated[Path, typer.Option(help="Output folder (Hugging Face format).")],
+        arch: Annotated[str, typer.Option(help="transformer (Llama-style) or lstm (attention-LSTM baseline).")] = "transformer",
+        tokenizer: Annotated[Optional[Path], typer.Option(help="Reuse a saved tokenizer (e.g. another model's folder).")] = None,
+        vocab_size: Annotated[int, typer.Option(help="BPE vocabulary when training a tokenizer.")] = 8192,
+        block_size: Annotated[int, typer.Option(help="Context length in tokens.")] = 256,
+        hidden_size: Annotated[int, typer.Option()] = 256,
+        layers: Annotated[int, typer.Option()] = 6,
+        heads: Annotated[int, typer.Option()] = 4,
+        intermediate_size: Annotated[int, typer.Option(help="Transformer MLP width.")] = 704,
+        batch_size: Annotated[int, typer.Option()] = 16,
+        lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 1e-3,
+        warmup_steps: Annotated[int, typer.Option()] = 100,
+        max_steps: Annotated[int, typer.Option()] = 1600,
+        eval_every: Annotated[int, typer.Option(help="Steps between validation runs.")] = 100,
+        eval_batches: Annotated[int, typer.Option(help="Validation batches per run.")] = 20,
+        checkpoint_every: Annotated[int, typer.Option()] = 100,
+        patience: Annotated[int, typer.Option(help="Validations without improvement before early stop.")] = 4,
+        max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget.")] = None,
+        loss_on: Annotated[str, typer.Option(help="all (every speaker's turns) or assistant.")] = "all",
+        seed: Annotated[int, typer.Option()] = 0,
+        resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.")] = False,
+    ) -> None:
+        """Train a dialogue model from scratch; the best by validation loss is saved to OUT."""
+        from core.training.train import TrainConfig, train
+
+        cfg = TrainConfig(
+            data=str(data), out=str(out), arch=arch, tokenizer=str(tokenizer) if tokenizer else None,
+            vocab_size=vocab_size, block_size=block_size, hidden_size=hidden_size, layers=layers, heads=heads,
+            intermediate_size=intermediate_size, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
+            max_steps=max_steps, eval_every=eval_every, eval_batches=eval_batches, checkpoint_every=checkpoint_every,
+            patience=patience, max_minutes=max_minutes, loss_on=loss_on, seed=seed,
+        )
+        try:
+            result = train(cfg, resume=resume)
+        except ConfigError as exc:
+            _fail(str(exc))
+        typer.echo(f"saved {result.out} ({result.parameters / 1e6:.2f}M params, {result.steps} steps, "
+                   f"best val loss {result.best_val_loss:.4f}, {result.stopped})")
+
+
+def _open_store(db: Path):
+    """The SQLite Store of a bot database (implemented in core.storage)."""
+    if not db.is_file():
+        raise ConfigError(f"database {db} not found")
+    from core.storage import open_store  # noqa: PLC0415  (the storage engineer's factory)
+
+    return open_store(db)
+
+
+def main() -> None:
+    app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+    register(app)
+    app()
+
+
+if __name__ == "__main__":
+    main()
