@@ -114,6 +114,72 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"saved {result.out} ({result.parameters / 1e6:.2f}M params, {result.steps} steps, "
                    f"best val loss {result.best_val_loss:.4f}, {result.stopped})")
 
+    @app.command("eval")
+    def eval_cmd(
+        models: Annotated[list[Path], typer.Argument(help="Model folders (Hugging Face format).")],
+        data: Annotated[Path, typer.Option(help="Folder written by `data prepare` (uses test and train splits).")] = Path("data/dialogue"),
+        n_rank: Annotated[int, typer.Option(help="Hits@1/20 examples (one per test conversation).")] = 200,
+        n_ppl_windows: Annotated[int, typer.Option(help="Test windows for perplexity.")] = 400,
+        n_samples: Annotated[int, typer.Option(help="Sampled replies for distinct-n and length.")] = 50,
+        seed: Annotated[int, typer.Option()] = 0,
+        md: Annotated[Path, typer.Option(help="Markdown report.")] = Path("docs/eval.md"),
+        json_out: Annotated[Path, typer.Option("--json", help="JSON report.")] = Path("docs/eval.json"),
+    ) -> None:
+        """Perplexity, Hits@1/20, distinct-n and length on the test split, plus a TF-IDF retrieval baseline."""
+        import shlex
+        import sys
+
+        from rich.console import Console
+        from rich.progress import track
+        from rich.table import Table
+
+        from core.training.evaluate import COLUMNS, EvalSettings, evaluate, table_rows, write_reports
+
+        command = "personabot " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        settings = EvalSettings(n_rank=n_rank, n_ppl_windows=n_ppl_windows, n_samples=n_samples, seed=seed,
+                                extra={"command": command})
+        try:
+            report = evaluate([str(m) for m in models], str(data), settings,
+                              progress=lambda it: track(it, description="ranking", transient=True))
+        except ConfigError as exc:
+            _fail(str(exc))
+        table = Table(title=f"test split, {report['rank_examples']} ranking examples (chance Hits@1/20 = 0.05)")
+        for _, header in COLUMNS:
+            table.add_column(header, justify="right")
+        for row in table_rows(report):
+            table.add_row(*row)
+        Console().print(table)
+        write_reports(report, md, json_out)
+        typer.echo(f"wrote {md} and {json_out}")
+
+    @app.command("finetune")
+    def finetune_cmd(
+        base: Annotated[str, typer.Option(help="Base causal LM: a local folder or a hub id already in the cache.")],
+        data: Annotated[Path, typer.Option(help="Conversations as JSONL ({'turns': [{'role', 'text'}]} or {'messages': [...]}).")],
+        out: Annotated[Path, typer.Option(help="Folder for the LoRA adapter.")],
+        rank: Annotated[int, typer.Option(help="LoRA rank r.")] = 8,
+        alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = 16,
+        target_modules: Annotated[str, typer.Option(help="'all-linear' or comma-separated module names.")] = "all-linear",
+        lr: Annotated[float, typer.Option()] = 2e-4,
+        epochs: Annotated[int, typer.Option()] = 1,
+        max_steps: Annotated[Optional[int], typer.Option(help="Overrides epochs.")] = None,
+        batch_size: Annotated[int, typer.Option()] = 4,
+        max_length: Annotated[int, typer.Option(help="Tokens per conversation (longer ones are cut).")] = 512,
+        seed: Annotated[int, typer.Option()] = 0,
+        overwrite: Annotated[bool, typer.Option()] = False,
+    ) -> None:
+        """LoRA fine-tuning on assistant turns; saves an adapter for PeftModel.from_pretrained."""
+        from core.training.finetune import FinetuneConfig, finetune
+
+        cfg = FinetuneConfig(base=base, data=str(data), out=str(out), rank=rank, alpha=alpha, target_modules=target_modules,
+                             lr=lr, epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_length=max_length,
+                             seed=seed, overwrite=overwrite)
+        try:
+            info = finetune(cfg)
+        except ConfigError as exc:
+            _fail(str(exc))
+        typer.echo(f"adapter saved to {out}: {info['steps']} steps, loss {info['first_loss']:.3f} -> {info['last_loss']:.3f}")
+
 
 def _open_store(db: Path):
     """The SQLite Store of a bot database (implemented in core.storage)."""

@@ -30,7 +30,10 @@ SPLITS = ("train", "valid", "test")
 # generic digit runs.
 _URL = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>\"']+|\b[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|io|gg|me|ly|co|de|cn|ru|uk|jp|fr|info|edu|gov)(?:/[^\s<>\"']*)?", re.IGNORECASE)
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]\d{2,4}){2,4}(?![\w])|(?<![\w+])\+\d{8,15}(?!\w)")
+_PHONE = re.compile(
+    r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?"
+    r"(?:\(\d{1,4}\)[\s.-]?\d{2,4}(?:[\s.-]\d{2,4}){1,3}|\d{2,4}(?:[\s.-]\d{2,4}){2,4}|\d{7,15})(?!\w)"
+)
 _HANDLE = re.compile(r"(?<![\w<])@\w{2,}")
 _LONG_DIGITS = re.compile(r"\d{6,}")
 _DISCORD_MENTION = re.compile(r"<@[!&]?\d+>")
@@ -38,12 +41,17 @@ _DISCORD_MENTION = re.compile(r"<@[!&]?\d+>")
 PLACEHOLDERS = ("<email>", "<phone>", "<url>", "<user>", "<number>")
 
 
+def _phone(m: re.Match[str]) -> str:
+    """Digit groups are a phone number only with 7+ digits ("10 20 30" is a score)."""
+    return "<phone>" if sum(ch.isdigit() for ch in m.group()) >= 7 else m.group()
+
+
 def scrub_pii(text: str) -> str:
     """Replace emails, URLs, phone numbers, @handles and long digit runs by placeholders."""
     text = _DISCORD_MENTION.sub("<user>", text)
     text = _EMAIL.sub("<email>", text)
     text = _URL.sub("<url>", text)
-    text = _PHONE.sub("<phone>", text)
+    text = _PHONE.sub(_phone, text)
     text = _HANDLE.sub("<user>", text)
     return _LONG_DIGITS.sub("<number>", text)
 
