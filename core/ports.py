@@ -153,6 +153,10 @@ class Store(Protocol):
         """Conversations (oldest message first) whose every user author has consent ``flag``."""
         ...
 
+    async def delete_messages_before(self, timestamp: float) -> int:
+        """Retention: delete messages older than ``timestamp`` (with the replies to them); returns how many."""
+        ...
+
     # memories ----------------------------------------------------------------------
     async def add_memory(
         self, user_id: str, subject: str, text: str, embedding: Sequence[float] | None, scope: str
@@ -170,6 +174,19 @@ class Store(Protocol):
     ) -> None: ...
 
     async def recent_audit(self, limit: int = 20) -> list[AuditEntry]: ...
+
+    # identities across platforms ----------------------------------------------------
+    async def link_identities(self, a: str, b: str) -> list[str]:
+        """Declare two qualified ids the same person; returns the merged group, sorted."""
+        ...
+
+    async def unlink_identity(self, user_id: str) -> bool:
+        """Take ``user_id`` out of its group; False if it was not linked."""
+        ...
+
+    async def linked_identities(self, user_id: str) -> list[str]:
+        """The whole group of ``user_id``, itself included, sorted (``[user_id]`` if unlinked)."""
+        ...
 
     # privacy and stats -------------------------------------------------------------
     async def export_user(self, user_id: str) -> dict[str, Any]:

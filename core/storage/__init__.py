@@ -1,0 +1,5 @@
+"""Storage backends of the Store port. The default is :class:`SQLiteStore`."""
+
+from core.storage.sqlite import SQLiteStore
+
+__all__ = ["SQLiteStore"]
