@@ -23,6 +23,7 @@ MODEL_TYPE = "personabot-lstm"
 
 class AttentionLSTMConfig(PretrainedConfig):
     model_type = MODEL_TYPE
+    attribute_map = {"num_hidden_layers": "num_layers"}  # the name generic transformers code reads
 
     def __init__(
         self,
@@ -100,6 +101,11 @@ class AttentionLSTMForCausalLM(PreTrainedModel, GenerationMixin):
                 logits[:, :-1].reshape(-1, logits.size(-1)).float(), labels[:, 1:].reshape(-1), ignore_index=-100
             )
         return CausalLMOutput(loss=loss, logits=logits)
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        """GenerationMixin hook: this model keeps no KV cache (like Mamba or RWKV)."""
+        return False
 
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, **kwargs):
         """No cache: always feed the whole sequence."""
