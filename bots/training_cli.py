@@ -7,12 +7,13 @@ Also runnable alone: ``python -m bots.training_cli train --help``.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from core.errors import ConfigError
+from core.errors import ConfigError, PersonabotError
 
 
 def _fail(message: str) -> None:
@@ -48,7 +49,7 @@ def register(app: typer.Typer) -> None:
             if chitchat:
                 sources.append(d.chitchat_conversations())
             if db is not None:
-                sources.append(d.store_conversations(_open_store(db)))
+                sources.append(asyncio.run(_consented_logs(db)))
             extra, bad = [], 0
             for path in jsonl or []:
                 recs, n_bad = d.read_jsonl(path)
@@ -64,7 +65,7 @@ def register(app: typer.Typer) -> None:
             stats = d.prepare(chained(), out, extra=extra, malformed_lines=bad, valid=valid, test=test, seed=seed,
                               features=features, overwrite=overwrite,
                               progress=lambda it: track(it, description="cleaning", transient=True))
-        except ConfigError as exc:
+        except PersonabotError as exc:
             _fail(str(exc))
         c = Console()
         c.print(f"{stats.conversations} conversations, {stats.turns} turns, {stats.tokens} words -> {out}")
@@ -109,7 +110,7 @@ def register(app: typer.Typer) -> None:
         )
         try:
             result = train(cfg, resume=resume)
-        except ConfigError as exc:
+        except PersonabotError as exc:
             _fail(str(exc))
         typer.echo(f"saved {result.out} ({result.parameters / 1e6:.2f}M params, {result.steps} steps, "
                    f"best val loss {result.best_val_loss:.4f}, {result.stopped})")
@@ -141,7 +142,7 @@ def register(app: typer.Typer) -> None:
         try:
             report = evaluate([str(m) for m in models], str(data), settings,
                               progress=lambda it: track(it, description="ranking", transient=True))
-        except ConfigError as exc:
+        except PersonabotError as exc:
             _fail(str(exc))
         table = Table(title=f"test split, {report['rank_examples']} ranking examples (chance Hits@1/20 = 0.05)")
         for _, header in COLUMNS:
@@ -176,18 +177,20 @@ def register(app: typer.Typer) -> None:
                              seed=seed, overwrite=overwrite)
         try:
             info = finetune(cfg)
-        except ConfigError as exc:
+        except PersonabotError as exc:
             _fail(str(exc))
         typer.echo(f"adapter saved to {out}: {info['steps']} steps, loss {info['first_loss']:.3f} -> {info['last_loss']:.3f}")
 
 
-def _open_store(db: Path):
-    """The SQLite Store of a bot database (implemented in core.storage)."""
+async def _consented_logs(db: Path) -> list:
+    """Chats of users who consented to training, from a bot's SQLite database."""
+    from core.storage import SQLiteStore
+    from core.training.data import store_conversations
+
     if not db.is_file():
         raise ConfigError(f"database {db} not found")
-    from core.storage import open_store  # noqa: PLC0415  (the storage engineer's factory)
-
-    return open_store(db)
+    async with SQLiteStore(db) as store:
+        return await store_conversations(store, flag="training")
 
 
 def main() -> None:

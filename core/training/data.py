@@ -8,7 +8,6 @@ Generation targets are never stop-word stripped; ``features`` (optional) are.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import re
@@ -193,19 +192,13 @@ def chitchat_conversations(path: str | Path | None = None) -> Iterator[RawConver
         yield f"chitchat:{conv_id}", "chitchat", turns
 
 
-def store_conversations(store: Store, flag: str = "training") -> list[RawConversation]:
-    """Consented chat logs from a Store (the only door to user data for training)."""
-
-    async def fetch() -> list[RawConversation]:
-        convs = await store.consented_conversations(flag=flag)
-        out = []
-        for messages in convs:
-            if not messages:
-                continue
+async def store_conversations(store: Store, flag: str = "training") -> list[RawConversation]:
+    """Consented chat logs from an open Store (the only door to user data for training)."""
+    out = []
+    for messages in await store.consented_conversations(flag=flag):
+        if messages:
             out.append((f"store:{messages[0].conversation_id}", "store", [(m.role, m.text) for m in messages]))
-        return out
-
-    return asyncio.run(fetch())
+    return out
 
 
 def read_jsonl(path: str | Path) -> tuple[list[dict[str, Any]], int]:

@@ -58,7 +58,6 @@ class TrainConfig:
     max_minutes: float | None = None
     seed: int = 0
     loss_on: str = "all"
-    limit_conversations: int | None = None  # for smoke tests
 
     def validate(self) -> None:
         if self.arch not in ARCHS:
@@ -231,8 +230,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log: Ca
         raise ConfigError(f"output folder {out} exists and is not empty (use --resume to continue)")
     _set_seed(cfg.seed)
 
-    train_convs = load_split(cfg.data, "train")[: cfg.limit_conversations]
-    valid_convs = load_split(cfg.data, "valid")[: cfg.limit_conversations]
+    train_convs = load_split(cfg.data, "train")
+    valid_convs = load_split(cfg.data, "valid")
     if not train_convs or not valid_convs:
         raise ConfigError(f"{cfg.data}: empty train or valid split")
     out.mkdir(parents=True, exist_ok=True)

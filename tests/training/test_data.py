@@ -154,15 +154,31 @@ class FakeStore:
         return self.convs
 
 
-def test_store_conversations_use_consented_logs_only():
+async def test_store_conversations_use_consented_logs_only():
     msgs = [StoredMessage(1, 7, "user", "telegram:1", "hi bot, I'm at alice@example.com", 1.0),
             StoredMessage(2, 7, "assistant", None, "hello!", 2.0)]
     store = FakeStore([msgs, []])
-    raws = d.store_conversations(store)
+    raws = await d.store_conversations(store)
     assert store.flags == ["training"]
     assert raws == [("store:7", "store", [("user", "hi bot, I'm at alice@example.com"), ("assistant", "hello!")])]
     conv = d.clean_conversation(*raws[0], Counter())
     assert conv["turns"][0]["text"] == "hi bot, I'm at <email>"
+
+
+async def _bot_db(path):
+    """A real bot database: one consenting user, one who did not consent."""
+    from core.events import ConversationKey
+    from core.records import Profile
+    from core.storage import SQLiteStore
+
+    async with SQLiteStore(path) as store:
+        for uid, name, consent in (("telegram:1", "alice", True), ("telegram:2", "bob", False)):
+            await store.touch_user(uid)
+            await store.save_profile(Profile(qualified_id=uid, consent={"training": consent}))
+            conv = await store.active_conversation(ConversationKey("telegram", uid.split(":")[1]))
+            for k in range(3):
+                msg = await store.add_user_message(conv.id, uid, f"message {k} from {name} (call 555 123 4567)")
+                await store.add_reply(msg.id, f"reply {k} to {name}")
 
 
 # --- CLI -------------------------------------------------------------------------
@@ -181,6 +197,27 @@ def test_cli_prepare_from_jsonl_reports_malformed(tmp_path):
     assert result.exit_code == 0, result.output
     assert "1 malformed" in result.output
     assert json.loads((tmp_path / "o" / "stats.json").read_text())["dropped"]["malformed_line"] == 1
+
+
+def test_cli_prepare_reads_only_consented_chats_from_a_bot_db(tmp_path):
+    import asyncio
+
+    db = tmp_path / "bot.db"
+    asyncio.run(_bot_db(db))
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"turns": [{"role": "user", "text": f"q {i}"}, {"role": "assistant", "text": f"a {i}"}]}) + "\n"
+                           for i in range(5)), encoding="utf-8")
+    out = tmp_path / "o"
+    result = CliRunner().invoke(_app(), ["data", "prepare", "--no-chitchat", "--db", str(db), "--jsonl", str(src), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = "".join((out / f"{s}.jsonl").read_text(encoding="utf-8") for s in d.SPLITS)
+    assert "bob" not in text and "555" not in text  # no consent -> not collected; PII scrubbed
+    rows = [json.loads(line) for line in text.splitlines()]
+    store_rows = [r for r in rows if r["source"] == "store"]
+    assert len(store_rows) == 1 and len(store_rows[0]["turns"]) == 6
+    assert store_rows[0]["turns"][0] == {"role": "user", "text": "message 0 from alice (call <phone>)"}
+    missing = CliRunner().invoke(_app(), ["data", "prepare", "--no-chitchat", "--db", str(tmp_path / "no.db"), "--out", str(tmp_path / "o2")])
+    assert missing.exit_code == 2 and "not found" in missing.output
 
 
 @pytest.mark.parametrize("case", ["too_small", "exists"])
