@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from core.errors import ConfigError
 from core.events import GenerationParams, split_qualified
@@ -145,15 +145,38 @@ class TelegramSettings(_Section):
 
 
 class DiscordSettings(_Section):
+    """The ``[discord]`` section; ids are Discord snowflakes written as strings or numbers."""
+
     enabled: bool = False
     token_env: str = "DISCORD_BOT_TOKEN"
-    api_base_url: str | None = None
-    admins: tuple[str, ...] = ()
-    admin_roles: tuple[str, ...] = ()
+    api_base_url: str | None = Field(None, pattern=r"^https?://")  # a Discord-compatible server or proxy
+    admins: tuple[str, ...] = ()  # user ids, bare or as "discord:<id>"
+    admin_roles: tuple[str, ...] = ()  # role ids whose members are admins
     channels: tuple[str, ...] = ()  # channel ids where every message (and its threads) is answered
-    sync_guilds: tuple[str, ...] = ()  # empty: sync globally
-    edit_interval: float = Field(1.0, gt=0)
-    stream: bool = True
+    sync_guilds: tuple[str, ...] = ()  # publish slash commands to these servers at start (instant)
+    sync_global: bool = False  # publish slash commands globally at start (Discord may take a while)
+    edit_interval: float = Field(1.0, gt=0)  # seconds between edits of a streamed reply
+    stream: bool = True  # False: send each reply once, complete
+    shutdown_grace_s: float = Field(10.0, gt=0)  # replies in progress get this long at shutdown
+
+    @field_validator("admins", "admin_roles", "channels", "sync_guilds", mode="before")
+    @classmethod
+    def _snowflakes(cls, values: Any, info: ValidationInfo) -> tuple[str, ...]:
+        if not isinstance(values, (list, tuple)):
+            raise ValueError("expected a list of Discord ids")
+        prefix = "discord:" if info.field_name == "admins" else ""
+        checked = tuple(str(value).strip() for value in values)
+        for value in checked:
+            local = value.removeprefix(prefix) if prefix else value
+            if not (local.isascii() and local.isdigit()):
+                raise ValueError(f"{value!r} is not a Discord id (digits{', or discord:<id>' if prefix else ''})")
+        return checked
+
+    @model_validator(mode="after")
+    def _one_sync_target(self) -> "DiscordSettings":
+        if self.sync_guilds and self.sync_global:
+            raise ValueError("set sync_guilds (development) or sync_global, not both: both lists would show")
+        return self
 
 
 class PersonaSelection(_Section):
