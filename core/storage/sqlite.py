@@ -663,6 +663,24 @@ class SQLiteStore:
 
         return await self._read("unanswered", op)
 
+    async def turn_by_event(self, event_id: str) -> tuple[StoredMessage, StoredMessage | None] | None:
+        """The user turn stored for a platform event and the bot's reply to it (None: never stored).
+
+        Only asked when an event is delivered again (core.safety.recovery), so no index is kept for it.
+        """
+        eid = _text(event_id, "event id")
+
+        async def op(db: aiosqlite.Connection) -> tuple[StoredMessage, StoredMessage | None] | None:
+            turn = await _one(
+                db, f"SELECT {_MSG_COLS} FROM messages WHERE event_id = ? AND role = 'user' ORDER BY id LIMIT 1", (eid,)
+            )
+            if turn is None:
+                return None
+            reply = await _one(db, f"SELECT {_MSG_COLS} FROM messages WHERE reply_to = ? ORDER BY id LIMIT 1", (turn[0],))
+            return _message(turn), None if reply is None else _message(reply)
+
+        return await self._read("turn_by_event", op, snapshot=True)
+
     async def consented_conversations(self, flag: str = "training") -> list[list[StoredMessage]]:
         """Conversations with at least one user turn, ordered by id; a missing flag means no consent."""
         if not isinstance(flag, str) or not re.fullmatch(r"\w+", flag):
