@@ -71,15 +71,17 @@ class ChatService:
     async def handle(self, ctx: "Context") -> None:
         event = ctx.event
         store = self.app.store
-        key = event.key.qualified
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:  # turns of one conversation are answered in order
+        async with self.lock(event.key.qualified):  # turns of one conversation are answered in order
             await store.touch_user(event.user.qualified, event.user_display_name)
             conversation = await store.active_conversation(event.key)
             user_turn = await store.add_user_message(conversation.id, event.user.qualified, event.text, event.event_id)
             for notice in ctx.notices:
                 await ctx.reply(notice)
             await self.respond(ctx, conversation, user_turn)
+
+    def lock(self, conversation_key: str) -> asyncio.Lock:
+        """The lock that orders the turns of one conversation; crash recovery answers under it too."""
+        return self._locks.setdefault(conversation_key, asyncio.Lock())
 
     async def respond(self, ctx: "Context", conversation: Conversation, user_turn: StoredMessage) -> str:
         """Answer a stored user turn (also used to answer turns left unanswered by a crash)."""
