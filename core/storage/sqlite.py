@@ -656,7 +656,7 @@ class SQLiteStore:
                 f"""SELECT {", ".join("m." + c for c in _MSG_COLS.split(", "))}, c.key
                     FROM messages m JOIN conversations c ON c.id = m.conversation_id
                     WHERE m.role = 'user' AND m.answered = 0 AND m.created_at >= ? AND c.platform = ?
-                    ORDER BY m.id""",
+                    ORDER BY m.created_at, m.id""",  # the order of the partial index: no table scan
                 params,
             )
             return [(_message(row), row[-1]) for row in rows]
