@@ -224,8 +224,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log: Ca
         if not (ckpt / "trainer_state.pt").is_file():
             raise ConfigError(f"nothing to resume in {ckpt}")
         saved = json.loads((ckpt / "train_config.json").read_text(encoding="utf-8"))
-        keep = {"max_steps", "max_minutes", "patience", "eval_every", "checkpoint_every"}
-        cfg = dataclasses.replace(cfg, **{k: v for k, v in saved.items() if k not in keep})
+        keep = {"max_steps", "max_minutes", "patience", "eval_every", "checkpoint_every"}  # may change on resume
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        cfg = dataclasses.replace(cfg, **{k: v for k, v in saved.items() if k in known and k not in keep})
     elif out.exists() and any(out.iterdir()):
         raise ConfigError(f"output folder {out} exists and is not empty (use --resume to continue)")
     _set_seed(cfg.seed)
