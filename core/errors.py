@@ -15,7 +15,8 @@ and one log line for the operator::
     ├── StorageError           the database failed (the operator sees the cause)
     ├── GenerationError        a model backend failed or timed out
     │   └── GenerationBusy     the generation queue is full, try again shortly
-    └── PlatformError          an adapter's platform call failed after retries
+    ├── PlatformError          an adapter's platform call failed after retries
+    └── PluginError            a plugin's handler, job or middleware failed (it is named in the log)
 
 Adapters translate their platform's exceptions into this tree at the edge.
 """
@@ -82,3 +83,9 @@ class GenerationBusy(GenerationError):
 
 class PlatformError(PersonabotError):
     user_message = "The chat platform did not accept my message."
+
+
+class PluginError(PersonabotError):
+    """A plugin failed; the bot and the other plugins go on."""
+
+    user_message = "Sorry, that part of the bot had a problem. Everything else still works; please try later."

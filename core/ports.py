@@ -20,7 +20,7 @@ from core.events import (
     Reply,
     SentMessage,
 )
-from core.records import AuditEntry, Conversation, Memory, Profile, StoredMessage, UserRecord
+from core.records import AuditEntry, Conversation, Memory, Profile, ScheduledJob, StoredMessage, UserRecord
 
 
 @runtime_checkable
@@ -198,3 +198,53 @@ class Store(Protocol):
         ...
 
     async def stats(self) -> dict[str, int]: ...
+
+
+@runtime_checkable
+class PluginStore(Protocol):
+    """What plugins keep (core/plugins): a JSON key-value namespace per plugin and scheduled jobs.
+
+    A Store implements it too when it can host plugins (SQLiteStore does). ``user_id=""``
+    is the plugin-wide namespace; rows with a user id belong to that user, so the
+    Store's ``export_user`` and ``forget_user`` include them.
+    """
+
+    async def plugin_get(self, plugin: str, key: str, user_id: str = "") -> Any | None: ...
+
+    async def plugin_set(self, plugin: str, key: str, value: Any, user_id: str = "") -> None:
+        """``value=None`` deletes the key."""
+        ...
+
+    async def plugin_items(self, plugin: str, user_id: str = "", prefix: str = "") -> dict[str, Any]: ...
+
+    async def plugin_forget_user(self, plugin: str, user_id: str) -> int:
+        """Delete one user's rows of one plugin, jobs included; returns how many went."""
+        ...
+
+    async def add_job(
+        self,
+        plugin: str,
+        name: str,
+        run_at: float,
+        *,
+        every: float | None = None,
+        key: ConversationKey | None = None,
+        user_id: str | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> ScheduledJob: ...
+
+    async def get_job(self, job_id: int) -> ScheduledJob | None: ...
+
+    async def list_jobs(self, plugin: str, user_id: str | None = None, name: str | None = None) -> list[ScheduledJob]: ...
+
+    async def due_jobs(
+        self, now: float, plugins: Sequence[str], platforms: Sequence[str], limit: int = 100
+    ) -> list[ScheduledJob]:
+        """Jobs due at ``now`` of ``plugins`` without a chat or with one on ``platforms``, oldest first."""
+        ...
+
+    async def next_job_at(self, plugins: Sequence[str], platforms: Sequence[str]) -> float | None: ...
+
+    async def reschedule_job(self, job_id: int, run_at: float, attempts: int = 0) -> bool: ...
+
+    async def delete_job(self, job_id: int, plugin: str | None = None) -> bool: ...

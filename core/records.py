@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.events import ConversationKey
+
 
 @dataclass(frozen=True, slots=True)
 class UserRecord:
@@ -70,3 +72,19 @@ class AuditEntry:
     target: str
     outcome: str  # "ok" | "denied" | "error"
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledJob:
+    """A plugin's scheduled call (reminder, check-in), stored so that it survives restarts."""
+
+    id: int
+    plugin: str
+    name: str  # the job handler the plugin declared
+    run_at: float  # unix time of the next run
+    every: float | None  # seconds between runs of a repeating job
+    key: ConversationKey | None  # where its messages go
+    user_id: str | None  # the user it belongs to: exported and forgotten with them
+    payload: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0  # failed runs since the last success
+    created_at: float = 0.0

@@ -125,6 +125,39 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX identity_links_group ON identity_links(group_id)",
         ),
     ),
+    Migration(
+        2,
+        "plugin storage and scheduled jobs (core/plugins)",
+        (
+            # user_id '' is the plugin-wide namespace; other rows belong to that user.
+            """CREATE TABLE plugin_data (
+                plugin TEXT NOT NULL,
+                user_id TEXT NOT NULL DEFAULT '',
+                key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                updated_at REAL NOT NULL,
+                PRIMARY KEY (plugin, user_id, key)
+            )""",
+            "CREATE INDEX plugin_data_user ON plugin_data(user_id) WHERE user_id <> ''",
+            """CREATE TABLE plugin_jobs (
+                id INTEGER PRIMARY KEY,
+                plugin TEXT NOT NULL,
+                name TEXT NOT NULL,
+                run_at REAL NOT NULL,
+                every REAL,
+                platform TEXT,
+                chat_id TEXT,
+                thread_id TEXT,
+                user_id TEXT,
+                payload TEXT NOT NULL DEFAULT '{}',
+                attempts INTEGER NOT NULL DEFAULT 0,
+                created_at REAL NOT NULL
+            )""",
+            "CREATE INDEX plugin_jobs_due ON plugin_jobs(run_at)",
+            "CREATE INDEX plugin_jobs_owner ON plugin_jobs(plugin, user_id)",
+            "CREATE INDEX plugin_jobs_user ON plugin_jobs(user_id) WHERE user_id IS NOT NULL",
+        ),
+    ),
 )
 
 

@@ -45,6 +45,7 @@ from core.errors import InputRejected, NotFound, PersonabotError, StorageError
 from core.events import ConversationKey
 from core.records import AuditEntry, Conversation, Memory, Profile, StoredMessage, UserRecord
 from core.storage.migrations import migrate
+from core.storage.plugin_data import PluginDataMixin, forget_plugin_rows, plugin_rows_of
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ async def _changes(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = (
     return count
 
 
-class SQLiteStore:
+class SQLiteStore(PluginDataMixin):
     """``async with SQLiteStore("bot.db") as store: ...`` — see the module docstring."""
 
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
@@ -946,6 +947,7 @@ class SQLiteStore:
                      "outcome": e.outcome, "detail": e.detail}
                     for e in map(_audit, audit)
                 ],
+                **await plugin_rows_of(db, uid),
             }
 
         return await self._read("export_user", op, snapshot=True)
@@ -989,6 +991,7 @@ class SQLiteStore:
                     WHERE {_AUDIT_NAMES_USER}""",
                 names,
             )
+            counts.update(await forget_plugin_rows(db, uid))
             return counts
 
         return await self._write("forget_user", op, atomic=True)
