@@ -1,0 +1,109 @@
+"""The audit trail: ``/admin audit [N]``, and auditing of users' data commands.
+
+Admin commands are audited by the router itself (core.app.run_command). This module
+adds the user commands that touch a user's data (``/export``, ``/forget`` by default):
+who, when, what, outcome. When a command erases the caller from the store (a completed
+``/forget``), the entry names them by a SHA-256 pseudonym instead, so the
+audit log does not bring back the identity that was just erased; an operator who knows
+the id can still find the entry with :func:`pseudonym`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from core.commands import ArgSpec, CommandSpec
+from core.errors import CommandUsageError, PermissionDenied
+from core.records import AuditEntry
+
+if TYPE_CHECKING:
+    from core.dispatcher import Context, Handler
+
+DEFAULT_ENTRIES = 20
+MAX_ENTRIES = 100
+_FIELD_CHARS = 80
+
+
+def pseudonym(user_id: str) -> str:
+    return "forgotten:" + hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _FIELD_CHARS else text[: _FIELD_CHARS - 1] + "…"
+
+
+def format_entry(entry: AuditEntry) -> str:
+    when = dt.datetime.fromtimestamp(entry.at, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    target = f" {_short(entry.target)}" if entry.target else ""
+    return f"#{entry.id} {when} {_short(entry.actor)}: {_short(entry.action)}{target} → {entry.outcome}"
+
+
+async def admin_audit(ctx: "Context", args: tuple[str, ...]) -> str:
+    """The latest audit entries, newest first, as many as fit in one message."""
+    count = DEFAULT_ENTRIES
+    if args:
+        try:
+            count = int(args[0])
+        except ValueError:
+            count = 0
+        if not 1 <= count <= MAX_ENTRIES:
+            raise CommandUsageError(f"bad count {args[0]!r}", user_message=f"Give a number from 1 to {MAX_ENTRIES}.")
+    entries = await ctx.app.store.recent_audit(count)
+    if not entries:
+        return "The audit log is empty."
+    outbox = ctx.outbox
+    limit = outbox.max_message_length
+    text = f"Audit log, newest first ({len(entries)}):"
+    shown = 0
+    for entry in entries:
+        candidate = f"{text}\n{format_entry(entry)}"
+        if outbox.measure(candidate) > limit - 40:  # room for the "showing" note
+            break
+        text, shown = candidate, shown + 1
+    if shown < len(entries):
+        text += f"\n(showing {shown} of {len(entries)}; ask for fewer to see them all)"
+    return text
+
+
+AUDIT_COMMAND = CommandSpec(
+    "audit",
+    "Show the latest admin actions and data requests",
+    admin_audit,
+    (ArgSpec("count", f"how many entries (default {DEFAULT_ENTRIES}, at most {MAX_ENTRIES})"),),
+    admin_only=True,
+    private=True,
+)
+
+
+class AuditCommands:
+    """Middleware: records named user commands (export, forget…) with their outcome."""
+
+    __name__ = "audit_commands"
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = frozenset(names)
+
+    async def __call__(self, ctx: "Context", call_next: "Handler") -> None:
+        call = ctx.event.command
+        found = ctx.app.commands.find(call) if call is not None else None
+        if found is None or found[0].admin_only or found[0].name not in self.names:
+            await call_next(ctx)
+            return
+        spec, args = found
+        store, actor = ctx.app.store, ctx.event.user.qualified
+        known_before = await store.get_user(actor) is not None
+        outcome = "error"
+        try:
+            await call_next(ctx)
+            outcome = "ok"
+        except PermissionDenied:
+            outcome = "denied"
+            raise
+        finally:
+            erased = known_before and await store.get_user(actor) is None
+            who = pseudonym(actor) if erased else actor
+            await store.audit(who, spec.name, "" if erased else "self", outcome, {} if erased else {"args": list(args)})

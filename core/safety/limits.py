@@ -1,0 +1,201 @@
+"""Abuse limits: per-user and per-chat token buckets, a daily quota, a global generation cap.
+
+Only what asks the bot for work is limited: commands and messages addressed to it.
+Group chatter the bot does not answer costs nothing, so a lively group never gets a
+"too fast" notice it did not provoke. A limited user (or chat) is told once per window
+and then ignored until the window ends; the quota notice comes once per day.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from core.errors import GenerationBusy, RateLimited
+from core.events import ChatMessage, Chunk, GenerationRequest, IncomingMessage
+from core.middleware import TokenBucket
+from core.ports import Generator
+from core.settings import LimitsSettings
+
+if TYPE_CHECKING:
+    from core.dispatcher import Context, Handler
+
+log = logging.getLogger(__name__)
+
+PRUNE_ABOVE = 10_000  # buckets kept before idle (full) ones are dropped
+
+
+def utc_today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+class AbuseLimiter:
+    """Middleware replacing :class:`core.middleware.RateLimiter`, with the daily quota.
+
+    The quota counts chat messages that reach the bot (not commands) per user and UTC
+    day, in memory: a restart gives everyone a fresh quota.
+    """
+
+    __name__ = "rate_limit"
+
+    def __init__(
+        self,
+        limits: LimitsSettings,
+        *,
+        exempt: Callable[[IncomingMessage], bool] = lambda event: False,
+        clock: Callable[[], float] = time.monotonic,
+        today: Callable[[], dt.date] = utc_today,
+    ) -> None:
+        self._user = (limits.user_messages_per_minute / 60, limits.user_burst)
+        self._chat = (limits.chat_messages_per_minute / 60, limits.chat_burst)
+        self._quota = limits.user_daily_quota
+        self._exempt = exempt
+        self._clock = clock
+        self._today = today
+        self._buckets: dict[str, TokenBucket] = {}
+        self._told_until: dict[str, float] = {}
+        self._day = today()
+        self._used: dict[str, int] = {}  # user -> chat messages today
+        self._quota_told: set[str] = set()
+
+    async def __call__(self, ctx: "Context", call_next: "Handler") -> None:
+        event = ctx.event
+        if (event.command is None and not event.addressed_to_bot) or self._exempt(event):
+            await call_next(ctx)
+            return
+        now = self._clock()
+        user, chat = f"user:{event.user.qualified}", f"chat:{event.key.qualified}"
+        for key, (rate, burst) in ((user, self._user), (chat, self._chat)):
+            wait = self._bucket(key, rate, burst).take(now)
+            if wait:
+                self._limited(key, now, wait, user_message=self._message(key, wait))
+                return
+        if event.command is None and self._quota is not None and not self._take_quota(event.user.qualified):
+            return
+        await call_next(ctx)
+
+    def _bucket(self, key: str, rate: float, burst: int) -> TokenBucket:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) > PRUNE_ABOVE:
+                self._prune()
+            bucket = self._buckets[key] = TokenBucket(rate, burst)
+        return bucket
+
+    def _prune(self) -> None:
+        """Forget buckets that have refilled completely: they behave like new ones."""
+        now = self._clock()
+        full = [key for key, b in self._buckets.items() if now - b.updated >= b.burst / b.rate]
+        for key in full:
+            del self._buckets[key]
+        self._told_until = {key: until for key, until in self._told_until.items() if until > now}
+
+    @staticmethod
+    def _message(key: str, wait: float) -> str:
+        seconds = max(1, math.ceil(wait))
+        if key.startswith("chat:"):
+            return f"This chat is sending me messages too fast. Please wait {seconds} s."
+        return f"You are sending messages too fast. Please wait {seconds} s."
+
+    def _limited(self, key: str, now: float, wait: float, user_message: str) -> None:
+        """Raise the notice once per window; return quietly while the window lasts."""
+        if self._told_until.get(key, 0.0) > now:
+            return
+        self._told_until[key] = now + max(wait, 1.0)
+        raise RateLimited(f"{key} limited", retry_after=wait, user_message=user_message)
+
+    def _take_quota(self, user: str) -> bool:
+        """Count one message against today's quota; False (silently) once the notice was given."""
+        today = self._today()
+        if today != self._day:
+            self._day, self._used, self._quota_told = today, {}, set()
+        used = self._used.get(user, 0)
+        if self._quota is not None and used >= self._quota:
+            if user in self._quota_told:
+                return False
+            self._quota_told.add(user)
+            raise RateLimited(
+                f"user:{user} over daily quota",
+                retry_after=_seconds_to_midnight(),
+                user_message=f"You have reached today's limit of {self._quota} messages. It resets at 00:00 UTC.",
+            )
+        self._used[user] = used + 1
+        return True
+
+    def quota_used(self, user: str) -> int:
+        return self._used.get(user, 0) if self._today() == self._day else 0
+
+
+def _seconds_to_midnight() -> float:
+    now = dt.datetime.now(dt.UTC)
+    midnight = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.UTC)
+    return (midnight - now).total_seconds()
+
+
+class GenerationLimiter:
+    """A Generator wrapper: at most ``limit`` streams at once across the whole bot.
+
+    A request waits up to ``wait_s`` for a slot (and at most ``max_waiting`` requests
+    wait); otherwise it fails at once with GenerationBusy, which the chat service turns
+    into a short "busy" reply while the user's message stays stored.
+    """
+
+    def __init__(self, inner: Generator, limit: int, wait_s: float, max_waiting: int | None = None) -> None:
+        self.inner = inner
+        self.limit = limit
+        self._wait_s = wait_s
+        self._max_waiting = max_waiting if max_waiting is not None else 4 * limit
+        self._slots = asyncio.Semaphore(limit)
+        self.waiting = 0
+        self.in_flight = 0
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def context_window(self) -> int:
+        return self.inner.context_window
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return self.inner.count_tokens(messages)
+
+    async def _acquire(self) -> None:
+        if not self._slots.locked():
+            await self._slots.acquire()  # a free slot: returns at once
+            return
+        if self._wait_s <= 0 or self.waiting >= self._max_waiting:
+            raise GenerationBusy(f"all {self.limit} generation slots busy, {self.waiting} requests waiting")
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self._wait_s)
+        except TimeoutError:
+            raise GenerationBusy(f"no generation slot free within {self._wait_s} s") from None
+        finally:
+            self.waiting -= 1
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        await self._acquire()
+        self.in_flight += 1
+        try:
+            async for chunk in self.inner.stream(request):
+                yield chunk
+        finally:
+            self.in_flight -= 1
+            self._slots.release()
+
+    async def health(self) -> dict[str, Any]:
+        health = dict(await self.inner.health())
+        health.update(in_flight=self.in_flight, waiting=self.waiting, concurrency_limit=self.limit)
+        return health
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def __getattr__(self, name: str) -> Any:  # backend extras such as cancel()
+        return getattr(self.inner, name)
