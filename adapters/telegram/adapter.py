@@ -1,0 +1,376 @@
+"""Run one bot on Telegram with python-telegram-bot's Application.
+
+    serve(app, stop)
+        getMe (backoff while the network is down; a rejected token is a ConfigError)
+        setMyCommands (user menu for everyone, /admin in each admin's private chat)
+        re-answer turns a crash left unanswered (store.unanswered)
+        long polling (PTB Updater) or webhook (aiohttp, secret header checked)
+        every update -> update_to_event -> app.dispatcher.feed(event, TelegramOutbox)
+        stop: stop receiving, finish in-flight replies within shutdown_grace_s, cancel the rest
+
+Delivery rule (docs/telegram.md): an update counts as received once PTB fetched it.
+The dispatcher's dedupe middleware records its update id in the store, then the chat
+service stores the user turn before generating, so a redelivered update is dropped and
+a turn whose answer was cut by a crash is answered at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import re
+import time
+from typing import Any
+
+from telegram import Update
+from telegram.error import BadRequest, Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
+
+from adapters.telegram.commands import command_aliases, publish_commands
+from adapters.telegram.convert import (
+    PLATFORM,
+    BotIdentity,
+    Ignored,
+    chat_kind_of,
+    parse_conversation_key,
+    update_to_event,
+)
+from adapters.telegram.limits import TelegramRateLimiter
+from adapters.telegram.outbox import DraftSupport, TelegramOutbox
+from adapters.telegram.redact import secrets_redacted
+from core.app import App
+from core.dispatcher import Context
+from core.errors import ConfigError, PlatformError
+from core.events import ChatKind, IncomingMessage, UserRef
+from core.records import StoredMessage
+from core.settings import BotSettings
+
+log = logging.getLogger(__name__)
+
+ALLOWED_UPDATES = ["message"]  # edits, channel posts, reactions…: never fetched, never answered
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+_TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
+_WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+MAX_BACKOFF_S = 30.0
+
+
+class TelegramAdapter:
+    def __init__(self, app: App, token: str, *, webhook_secret: str | None = None) -> None:
+        self.app = app
+        self.settings = app.settings.telegram
+        self._token = token
+        self._webhook_secret = webhook_secret
+        self._drafts = DraftSupport(self.settings.private_streaming == "draft")
+        self._replying: set[asyncio.Task[Any]] = set()  # handlers and recoveries in flight
+        self._me: BotIdentity | None = None
+        self._aliases: dict[str, str] = {}
+        self._webhook_runner: Any = None
+        self.webhook_port: int | None = None  # where the webhook server listens, once started
+        self.application = self._build()
+
+    def _build(self) -> Application:
+        settings = self.settings
+        builder = (
+            ApplicationBuilder()
+            .token(self._token)
+            .rate_limiter(TelegramRateLimiter.from_settings(settings))
+            .concurrent_updates(settings.max_concurrent_updates)
+        )
+        if settings.api_base_url:
+            root = settings.api_base_url.rstrip("/")
+            builder = builder.base_url(f"{root}/bot").base_file_url(f"{root}/file/bot")
+        if settings.mode == "webhook":
+            builder = builder.updater(None)
+        application = builder.build()
+        application.add_handler(TypeHandler(Update, self._on_update))
+        application.add_error_handler(self._on_error)
+        return application
+
+    @property
+    def me(self) -> BotIdentity | None:
+        return self._me
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set. Raises ConfigError for a rejected token."""
+        try:
+            if not await self._connect(stop):
+                return
+            await self.application.initialize()
+            self._aliases = command_aliases(self.app.commands)
+            await publish_commands(self.application.bot, self.app.commands, self.app.settings.all_admins())
+            await self.application.start()
+            if await self._recover_until(stop):
+                await self._start_receiving()
+                log.info("Telegram bot @%s is running (%s)", self._me.username, self.settings.mode)  # type: ignore[union-attr]
+                await stop.wait()
+        finally:
+            await self._shutdown()
+
+    async def _connect(self, stop: asyncio.Event) -> bool:
+        """getMe until it works; False if ``stop`` came first."""
+        delay = 1.0
+        while not stop.is_set():
+            try:
+                await self.application.bot.initialize()
+            except InvalidToken:
+                # PTB's message contains the token: never pass it on.
+                raise ConfigError(
+                    f"telegram: the Bot API rejected the token in ${self.settings.token_env} (wrong or revoked)"
+                ) from None
+            except BadRequest as error:
+                raise PlatformError(f"telegram: getMe failed: {error}") from None
+            except (NetworkError, RetryAfter) as error:
+                log.warning("cannot reach the Telegram Bot API (%s); retrying in %.0f s", error, delay)
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except TimeoutError:
+                    pass
+                delay = min(MAX_BACKOFF_S, delay * 2)
+                continue
+            except TelegramError as error:
+                raise PlatformError(f"telegram: getMe failed: {type(error).__name__}: {error}") from None
+            user = self.application.bot.bot
+            self._me = BotIdentity(user.id, user.username)
+            if self.settings.reply_all_chats and not user.can_read_all_group_messages:
+                log.warning(
+                    "reply_all_chats is set but @%s has privacy mode on: Telegram only sends it commands,"
+                    " mentions and replies (turn privacy off with @BotFather /setprivacy)",
+                    user.username,
+                )
+            return True
+        return False
+
+    async def _recover_until(self, stop: asyncio.Event) -> bool:
+        """Re-answer unanswered turns before taking new updates; False if stopped meanwhile."""
+        recovering = asyncio.create_task(self.recover())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({recovering, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if recovering.done():
+            recovering.result()
+            return not stop.is_set()
+        await self._wait_replies()  # shutdown grace applies to the recoveries too
+        await asyncio.gather(recovering, return_exceptions=True)
+        return False
+
+    async def _start_receiving(self) -> None:
+        settings = self.settings
+        if settings.mode == "webhook":
+            await self._start_webhook()
+            return
+        assert self.application.updater is not None
+        await self.application.updater.start_polling(
+            timeout=settings.poll_timeout_s,
+            allowed_updates=ALLOWED_UPDATES,
+            drop_pending_updates=settings.drop_pending_updates,
+            bootstrap_retries=3,
+            error_callback=_polling_error,
+        )
+
+    async def _shutdown(self) -> None:
+        application = self.application
+        if self._webhook_runner is not None:
+            await self._webhook_runner.cleanup()
+            self._webhook_runner = None
+        if application.updater is not None and application.updater.running:
+            await application.updater.stop()  # also confirms the fetched updates to Telegram
+        if application.running:
+            # Application.stop() handles what was fetched and waits for running handlers.
+            stopping = asyncio.create_task(application.stop())
+            if not await self._wait_replies(stopping):
+                log.error("the Telegram adapter did not stop within twice shutdown_grace_s; leaving")
+                stopping.cancel()
+                return
+        await application.shutdown()
+        await application.bot.shutdown()
+
+    async def _wait_replies(self, also: asyncio.Task[Any] | None = None) -> bool:
+        """Give replies ``shutdown_grace_s`` to finish, then cancel them (their partial text is
+        kept, see ChatService.respond) and give them as long again to wind down."""
+        grace = self.settings.shutdown_grace_s
+        waiting = set(self._replying) | ({also} if also else set())
+        if not waiting:
+            return True
+        _, pending = await asyncio.wait(waiting, timeout=grace)
+        if not pending:
+            return True
+        log.warning("shutdown: cancelling %d replies still running after %.1f s", len(self._replying), grace)
+        for task in list(self._replying):
+            task.cancel()
+        waiting = set(self._replying) | ({also} if also else set())
+        _, pending = await asyncio.wait(waiting, timeout=grace) if waiting else (set(), set())
+        return not pending
+
+    # -- updates ---------------------------------------------------------------------
+    async def _on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        assert self._me is not None
+        task = asyncio.current_task()
+        assert task is not None
+        self._replying.add(task)
+        try:
+            result = update_to_event(
+                update, self._me, reply_all_chats=self.settings.reply_all_chats, command_aliases=self._aliases
+            )
+            if isinstance(result, Ignored):
+                await self._ignored(result, update.update_id)
+                return
+            outbox = self.outbox_for(result)
+            try:
+                await self.app.dispatcher.feed(result, outbox)
+            finally:
+                await outbox.close()
+        finally:
+            self._replying.discard(task)
+
+    async def _ignored(self, ignored: Ignored, update_id: int) -> None:
+        log.debug("update %s ignored: %s", update_id, ignored.reason)
+        if not (ignored.notice and ignored.user and ignored.chat_id and ignored.event_id):
+            return
+        store = self.app.store
+        if await self.app.is_banned(ignored.user.qualified) or not await store.record_event(ignored.event_id):
+            return
+        try:
+            await self.application.bot.send_message(ignored.chat_id, ignored.notice)
+        except TelegramError as error:
+            log.info("could not send the text-only notice to %s: %s", ignored.user, error)
+
+    def outbox_for(self, event: IncomingMessage) -> TelegramOutbox:
+        """Streaming cadence per chat kind, from the bot file."""
+        settings = self.settings
+        bot = self.application.bot
+        if event.chat_kind is ChatKind.PRIVATE:
+            mode = settings.private_streaming
+            interval = None if mode == "final" else settings.private_edit_interval
+            return TelegramOutbox(bot, interval=interval, drafts=self._drafts if mode == "draft" else None)
+        interval = settings.group_edit_interval if settings.group_streaming == "edit" else None
+        return TelegramOutbox(bot, interval=interval, dm_user_id=event.user.user_id)
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        update_id = update.update_id if isinstance(update, Update) else None
+        log.error("Telegram update %s failed", update_id, exc_info=context.error)
+
+    # -- crash recovery --------------------------------------------------------------
+    async def recover(self) -> int:
+        """Answer user turns stored but never answered (the bot stopped mid-reply).
+
+        Conversations are recovered concurrently, turns of one conversation in order.
+        Turns older than ``recovery_window_s``, from banned users, or from a conversation
+        reset since, stay as they are. Returns how many turns were answered.
+        """
+        since = time.time() - self.settings.recovery_window_s
+        by_key: dict[str, list[StoredMessage]] = {}
+        for message, key in await self.app.store.unanswered(PLATFORM, since):
+            by_key.setdefault(key, []).append(message)
+        if not by_key:
+            return 0
+        log.info("re-answering %d turns left unanswered in %d chats", sum(map(len, by_key.values())), len(by_key))
+        limit = asyncio.Semaphore(self.settings.max_concurrent_updates)
+
+        async def conversation(key: str, messages: list[StoredMessage]) -> int:
+            async with limit:
+                answered = 0
+                for message in messages:
+                    answered += await self._reanswer(key, message)
+                return answered
+
+        tasks = [asyncio.create_task(conversation(key, messages)) for key, messages in by_key.items()]
+        self._replying.update(tasks)
+        try:
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            self._replying.difference_update(tasks)
+        return sum(result for result in results if isinstance(result, int))
+
+    async def _reanswer(self, key_text: str, message: StoredMessage) -> int:
+        try:
+            key = parse_conversation_key(key_text)
+            user = UserRef.parse(message.user_id or "")
+        except ValueError:
+            log.warning("cannot recover message %s: bad key %r", message.id, key_text)
+            return 0
+        store = self.app.store
+        conversation = await store.active_conversation(key)
+        if conversation.id != message.conversation_id or await self.app.is_banned(user.qualified):
+            return 0
+        event = IncomingMessage(
+            event_id=message.event_id or f"{PLATFORM}:recovered:{message.id}",
+            key=key,
+            user=user,
+            text=message.text,
+            chat_kind=chat_kind_of(key.chat_id),
+        )
+        outbox = self.outbox_for(event)
+        try:
+            await self.app.chat.respond(Context(event=event, outbox=outbox, app=self.app), conversation, message)
+            await outbox.close()
+        except Exception:
+            log.exception("re-answering message %s in %s failed", message.id, key)
+            return 0
+        return 1
+
+    # -- webhook ---------------------------------------------------------------------
+    async def _start_webhook(self) -> None:
+        from aiohttp import web
+
+        settings = self.settings
+        server = web.Application()
+        server.router.add_post(settings.webhook_path, self._webhook)
+        runner = web.AppRunner(server, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.webhook_listen, settings.webhook_port)
+        await site.start()
+        self._webhook_runner = runner
+        self.webhook_port = settings.webhook_port
+        await self.application.bot.set_webhook(
+            settings.webhook_url,  # type: ignore[arg-type]
+            secret_token=self._webhook_secret,
+            allowed_updates=ALLOWED_UPDATES,
+            drop_pending_updates=settings.drop_pending_updates,
+        )
+
+    async def _webhook(self, request: Any) -> Any:
+        from aiohttp import web
+
+        supplied = request.headers.get(SECRET_HEADER, "").encode("utf-8", "replace")
+        expected = (self._webhook_secret or "").encode()
+        if not expected or not hmac.compare_digest(supplied, expected):
+            return web.Response(status=403)
+        try:
+            update = Update.de_json(await request.json(), self.application.bot)
+        except Exception:
+            return web.Response(status=400, text="not a Telegram update")
+        await self.application.update_queue.put(update)
+        return web.Response()
+
+
+def _polling_error(error: TelegramError) -> None:
+    """PTB retries with backoff (up to 30 s); the operator gets one line per failure."""
+    if isinstance(error, Conflict):
+        log.error("Telegram polling conflict: another instance uses this token, or a webhook is set (%s)", error)
+    else:
+        log.warning("Telegram polling failed, retrying: %s: %s", type(error).__name__, error)
+
+
+def read_secrets(settings: BotSettings) -> tuple[str, str | None]:
+    """The token (and webhook secret) from the environment, checked for shape, never echoed."""
+    telegram = settings.telegram
+    token = BotSettings.secret(telegram.token_env, "telegram.token_env").strip()
+    if not _TOKEN.match(token):
+        raise ConfigError(f"telegram.token_env: ${telegram.token_env} does not look like a bot token (123456:ABC…)")
+    secret = None
+    if telegram.mode == "webhook":
+        secret = BotSettings.secret(telegram.webhook_secret_env, "telegram.webhook_secret_env").strip()
+        if not _WEBHOOK_SECRET.match(secret):
+            raise ConfigError(
+                f"telegram.webhook_secret_env: ${telegram.webhook_secret_env} must be 1-256 characters of A-Z a-z 0-9 _ -"
+            )
+    return token, secret
+
+
+async def serve(app: App, stop: asyncio.Event) -> None:
+    """Run the Telegram adapter until ``stop`` is set (bots/cli.py `run` calls this)."""
+    token, secret = read_secrets(app.settings)
+    with secrets_redacted(token, secret):
+        await TelegramAdapter(app, token, webhook_secret=secret).run(stop)
