@@ -15,9 +15,9 @@ from tests.conftest import make_settings
 
 
 @contextlib.asynccontextmanager
-async def safe_app(replies=("Hello there, friend!",), store=None, **overrides) -> AsyncIterator[App]:
+async def safe_app(replies=("Hello there, friend!",), store=None, generator=None, **overrides) -> AsyncIterator[App]:
     """``async with safe_app(safety={...}, limits={...}) as app``; ``replies`` may be a callable."""
-    generator = ScriptedGenerator(replies if callable(replies) else list(replies))
+    generator = generator or ScriptedGenerator(replies if callable(replies) else list(replies))
     settings = make_settings(**overrides)
     async with App(settings, store=store or SQLiteStore(":memory:"), generator=generator, features=[setup_safety]) as app:
         yield app
