@@ -114,7 +114,9 @@ class ChatService:
             text = error.user_message
         except asyncio.CancelledError:
             # A reset, forget or shutdown stopped this turn: keep what was said, then stop.
-            await asyncio.shield(app.store.add_reply(user_turn.id, streamer.text.strip() or EMPTY_REPLY))
+            # Nothing said yet: the turn stays unanswered, so crash recovery answers it later.
+            if streamer.text.strip():
+                await asyncio.shield(app.store.add_reply(user_turn.id, streamer.text.strip()))
             raise
         finally:
             self._inflight[event.key.qualified].discard(task)  # type: ignore[arg-type]
