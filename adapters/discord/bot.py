@@ -1,0 +1,239 @@
+"""The Discord client: gateway messages and slash commands into ``App.dispatcher.feed``.
+
+    async with App(settings) as app:
+        await serve(app, stop)          # returns when ``stop`` is set
+
+discord.py does the protocol work: the gateway connection, heartbeats, RESUME after
+a disconnect, and HTTP 429 handling (it waits ``retry_after``; a wait over
+``MAX_RATE_LIMIT_WAIT`` fails the call instead). This module counts the 429s it
+sees and turns fatal start-up problems (bad token, missing intent) into ConfigError.
+Duplicate deliveries after a resume are dropped by the core's ``dedupe`` middleware,
+keyed by the message or interaction id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import discord
+import yarl
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+
+from core.errors import ConfigError, PersonabotError, PlatformError
+from core.settings import BotSettings
+
+from adapters.discord.commands import CoreCommandTree, sync_commands
+from adapters.discord.convert import message_event
+from adapters.discord.outbox import ChannelOutbox, no_pings
+
+if TYPE_CHECKING:
+    from core.app import App
+
+log = logging.getLogger(__name__)
+
+MAX_RATE_LIMIT_WAIT = 30.0  # seconds; discord.py's floor for max_ratelimit_timeout
+DISCORD_API = Route.BASE
+DEFAULT_GATEWAY = DiscordWebSocket.DEFAULT_GATEWAY
+INTENT_HELP = (
+    "discord: the Message Content intent is not enabled for this bot. Open"
+    " https://discord.com/developers/applications, choose the application, then Bot →"
+    " Privileged Gateway Intents → enable 'Message Content Intent' and save."
+)
+
+
+def api_root(base_url: str) -> str:
+    """``http://host:8080`` -> ``http://host:8080/api/v10``; a URL that names a version is kept."""
+    base = base_url.rstrip("/")
+    return base if re.search(r"/api/v\d+$", base) else f"{base}/api/v10"
+
+
+@contextlib.contextmanager
+def api_endpoint(base_url: str | None) -> Iterator[None]:
+    """Point discord.py at another API server for the duration (REST now, gateway by ``use_gateway``).
+
+    discord.py keeps both addresses in class attributes, so the override applies to the
+    whole process: one Discord API per process. The defaults come back on exit.
+    """
+    if base_url is None:
+        yield
+        return
+    root = api_root(base_url)
+    if Route.BASE not in (DISCORD_API, root):
+        raise ConfigError(f"discord: another Discord API ({Route.BASE}) is already in use in this process")
+    previous_base, previous_gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+    Route.BASE = root
+    try:
+        yield
+    finally:
+        Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = previous_base, previous_gateway
+
+
+async def use_gateway(client: discord.Client) -> str:
+    """Ask the configured server where its gateway is (GET /gateway/bot) and connect there."""
+    try:
+        _, url, _ = await client.http.get_bot_gateway()
+    except discord.GatewayNotFound as error:
+        raise PlatformError(f"discord: {Route.BASE} did not say where its gateway is") from error
+    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+    return url
+
+
+class DiscordBot(discord.Client):
+    """One bot's connection. Options here are for tests; everything else comes from the bot file."""
+
+    def __init__(self, app: "App", *, guild_ready_timeout: float = 2.0, auto_defer_after: float = 2.0) -> None:
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # the bot never joins voice
+        intents = discord.Intents.default()
+        intents.message_content = True  # privileged: enable it in the Developer Portal (see docs/discord.md)
+        trace = aiohttp.TraceConfig()
+        trace.on_request_end.append(self._count_rate_limit)
+        super().__init__(
+            intents=intents,
+            allowed_mentions=no_pings(),
+            http_trace=trace,
+            max_ratelimit_timeout=MAX_RATE_LIMIT_WAIT,
+            guild_ready_timeout=guild_ready_timeout,
+        )
+        self.app = app
+        self.options = app.settings.discord
+        self.rate_limit_hits = 0  # HTTP 429 responses seen (discord.py retried them after waiting)
+        self.tree = CoreCommandTree(self, app, edit_interval=self.edit_interval, auto_defer_after=auto_defer_after)
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self._muted_channels: set[int] = set()
+
+    @property
+    def edit_interval(self) -> float | None:
+        return self.options.edit_interval if self.options.stream else None
+
+    async def _count_rate_limit(
+        self, session: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        if params.response.status == 429:
+            self.rate_limit_hits += 1
+            # The path may hold an interaction token: log the method only.
+            log.warning("discord: rate limited (HTTP 429) on a %s request; %d so far", params.method, self.rate_limit_hits)
+
+    async def setup_hook(self) -> None:
+        """After login, before the gateway: publish the slash commands if the bot file asks to."""
+        options = self.options
+        if not (options.sync_guilds or options.sync_global):
+            return
+        try:
+            published = await sync_commands(self.tree, guilds=options.sync_guilds, globally=options.sync_global)
+        except PersonabotError as error:  # the bot still chats; the operator sees why commands are missing
+            log.error("%s", error)
+        else:
+            log.info("discord: slash commands published: %s", published)
+
+    async def on_ready(self) -> None:
+        assert self.user is not None
+        log.info("discord: connected as %s (%s) in %d servers", self.user, self.user.id, len(self.guilds))
+
+    def _send_permissions(self, message: discord.Message) -> tuple[bool, bool]:
+        """(may send here, may reference messages here), from the cached permissions."""
+        guild, channel = message.guild, message.channel
+        if guild is None or guild.me is None or not hasattr(channel, "permissions_for"):
+            return True, guild is not None
+        permissions = channel.permissions_for(guild.me)  # type: ignore[union-attr]
+        may_send = permissions.send_messages_in_threads if isinstance(channel, discord.Thread) else permissions.send_messages
+        return may_send, permissions.read_message_history
+
+    async def on_message(self, message: discord.Message) -> None:
+        if self.user is None:
+            return
+        event = message_event(message, self.user.id, self.options.channels)
+        if event is None:
+            return
+        may_send, may_reference = self._send_permissions(message)
+        if not may_send:  # answering would fail: skip the model and the retries, say it once
+            if message.channel.id not in self._muted_channels:
+                self._muted_channels.add(message.channel.id)
+                log.warning("discord: no permission to send in channel %s; ignoring messages there", message.channel.id)
+            return
+        self._muted_channels.discard(message.channel.id)
+        outbox = ChannelOutbox(
+            self,
+            message.author,
+            in_server=message.guild is not None,
+            can_reference=may_reference,
+            edit_interval=self.edit_interval,
+        )
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            await self.app.dispatcher.feed(event, outbox)
+        finally:
+            self._handlers.discard(task)
+
+    async def drain(self, grace: float) -> None:
+        """Let replies in progress finish for up to ``grace`` seconds, then cancel the rest."""
+        pending = {task for task in self._handlers if not task.done()}
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=grace)
+        for task in late:
+            task.cancel()
+        if late:
+            log.warning("discord: %d replies still running at shutdown were cancelled", len(late))
+            await asyncio.gather(*late, return_exceptions=True)
+
+
+def _start_error(error: BaseException, token_env: str) -> PersonabotError:
+    """The clear message for a connection that ended for good."""
+    if isinstance(error, discord.PrivilegedIntentsRequired):
+        return ConfigError(INTENT_HELP)
+    if isinstance(error, discord.ConnectionClosed) and error.code == 4004:
+        return ConfigError(f"discord: the gateway rejected the token in ${token_env}")
+    return PlatformError(f"discord: connection lost: {type(error).__name__}: {error}")
+
+
+async def serve(app: "App", stop: asyncio.Event) -> None:
+    """Run the Discord adapter until ``stop`` is set. Raises ConfigError for a bad token or intent."""
+    await run_bot(DiscordBot(app), stop)
+
+
+async def run_bot(bot: DiscordBot, stop: asyncio.Event) -> None:
+    """Log in, publish commands if asked, hold the gateway until ``stop``; then drain and close."""
+    options = bot.options
+    token = BotSettings.secret(options.token_env, "discord.token_env")
+    with api_endpoint(options.api_base_url):
+        try:
+            try:
+                await bot.login(token)
+            except discord.LoginFailure:
+                raise ConfigError(
+                    f"discord: the token in ${options.token_env} was rejected (401); copy it again from"
+                    " the Developer Portal (Bot → Reset Token)"
+                ) from None
+            except (discord.HTTPException, aiohttp.ClientError, OSError) as error:
+                raise PlatformError(f"discord: cannot log in at {Route.BASE}: {error}") from error
+            if options.api_base_url:
+                log.info("discord: using the API at %s, gateway %s", Route.BASE, await use_gateway(bot))
+            connection = asyncio.create_task(bot.connect(reconnect=True), name="discord-gateway")
+            stopping = asyncio.create_task(stop.wait(), name="discord-stop")
+            try:
+                await asyncio.wait({connection, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+            if connection.done():
+                error = connection.exception()
+                if error is not None:
+                    raise _start_error(error, options.token_env) from error
+                return
+            await bot.drain(options.shutdown_grace_s)
+            await bot.close()
+            with contextlib.suppress(Exception):
+                await connection
+        finally:
+            await bot.close()
+            if bot.rate_limit_hits:
+                log.info("discord: %d rate-limited requests during this run", bot.rate_limit_hits)
