@@ -10,6 +10,7 @@ Adapters and the console call ``feed`` and nothing else.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ class Context:
     async def reply(self, answer: Reply | str, *, private: bool = False) -> SentMessage:
         reply = answer if isinstance(answer, Reply) else Reply(answer, private=private)
         if reply.reply_to is None and self.event.message_id:
-            reply = Reply(reply.text, private=reply.private, reply_to=self.event.message_id)
+            reply = dataclasses.replace(reply, reply_to=self.event.message_id)  # keeps the attachment
         return await self.outbox.send(self.event.key, reply)
 
 
