@@ -149,6 +149,13 @@ class Store(Protocol):
         """User turns stored but never answered, with their conversation key (crash recovery)."""
         ...
 
+    async def turn_by_event(self, event_id: str) -> tuple[StoredMessage, StoredMessage | None] | None:
+        """The user turn stored for a platform event and the bot's reply to it; None if never stored.
+
+        Crash recovery asks it when an event is delivered again (core.safety.recovery).
+        """
+        ...
+
     async def consented_conversations(self, flag: str = "training") -> list[list[StoredMessage]]:
         """Conversations (oldest message first) whose every user author has consent ``flag``."""
         ...
