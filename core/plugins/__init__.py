@@ -1,0 +1,36 @@
+"""The plugin API: extend a bot without forking it. See docs/plugins.md.
+
+    from core.plugins import Plugin, Turn, keyword
+
+    plugin = Plugin("hello", description="Greets people")
+
+    @plugin.on_message(keyword("hello", "你好"))
+    async def greet(turn: Turn) -> str:
+        return f"Hello, {turn.event.user_display_name or 'friend'}!"
+"""
+
+from core.commands import ArgSpec
+from core.plugins.api import CONTINUE, Job, Plugin, Trigger, Turn, keyword, predicate, regex
+from core.personalization.settings import CatalogItem
+from core.plugins.context import PluginContext, PluginStorage
+from core.plugins.manager import PluginManager, PluginStatus, setup_plugins
+from core.prompt import PromptSection
+
+__all__ = [
+    "CONTINUE",
+    "ArgSpec",
+    "CatalogItem",
+    "Job",
+    "Plugin",
+    "PluginContext",
+    "PluginManager",
+    "PluginStatus",
+    "PluginStorage",
+    "PromptSection",
+    "Trigger",
+    "Turn",
+    "keyword",
+    "predicate",
+    "regex",
+    "setup_plugins",
+]
