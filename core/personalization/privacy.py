@@ -1,0 +1,128 @@
+"""Export, forget, retention and one-time link codes: the user's control over their data.
+
+Used by the chat commands (/export, /forget, /link) and by the operator's CLI
+(``personabot users export|forget``), so both do exactly the same thing. Linked
+identities are one person: export and forget cover the whole group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from core.ports import Store
+
+log = logging.getLogger(__name__)
+
+EXPORT_FORMAT = "personabot-export/1"
+
+
+def user_scope(user_id: str) -> str:
+    """Settings scope of one user's own options (forgotten and exported with them)."""
+    return f"user:{user_id}"
+
+
+async def export_user_data(store: Store, user_id: str) -> dict[str, Any]:
+    """Everything stored about ``user_id`` and the identities linked to it."""
+    ids = await store.linked_identities(user_id)
+    return {
+        "format": EXPORT_FORMAT,
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "user_id": user_id,
+        "linked_identities": [other for other in ids if other != user_id],
+        "identities": [await store.export_user(identity) for identity in ids],
+    }
+
+
+def export_json(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8")
+
+
+async def forget_user_data(store: Store, user_id: str) -> tuple[list[str], dict[str, int]]:
+    """Delete everything about ``user_id`` and its linked identities; returns (ids, row counts)."""
+    ids = await store.linked_identities(user_id)
+    totals: Counter[str] = Counter()
+    for identity in ids:
+        totals.update(await store.forget_user(identity))
+    return ids, dict(totals)
+
+
+async def apply_retention(store: Store, days: int, now: float | None = None) -> int:
+    """Delete messages older than ``days`` days; returns how many went."""
+    cutoff = (time.time() if now is None else now) - days * 86400.0
+    return await store.delete_messages_before(cutoff)
+
+
+async def retention_loop(store: Store, days: int, interval_s: float) -> None:
+    """Apply retention now and then every ``interval_s`` seconds, until cancelled."""
+    while True:
+        try:
+            deleted = await apply_retention(store, days)
+            if deleted:
+                log.info("retention: deleted %d messages older than %d days", deleted, days)
+        except Exception:  # a failed sweep is retried at the next interval
+            log.exception("retention sweep failed")
+        await asyncio.sleep(interval_s)
+
+
+# -- link codes ------------------------------------------------------------------------
+
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no I/L/1, O/0: easy to type
+CODE_LENGTH = 8  # 31^8 ≈ 8.5e11, with attempts limited per user
+
+
+def normalize_code(text: str) -> str | None:
+    code = "".join(ch for ch in text.upper() if ch not in " -")
+    return code if len(code) == CODE_LENGTH and all(ch in CODE_ALPHABET for ch in code) else None
+
+
+def _code_scope(code: str) -> str:
+    return "link:" + hashlib.sha256(code.encode("ascii")).hexdigest()
+
+
+class LinkCodes:
+    """One-time codes joining two identities. Only a hash of a code is stored, in the
+    ``settings`` table (so the store's export and forget cover it); one live code per
+    user; a code works once, and not after ``ttl_s`` seconds."""
+
+    def __init__(self, store: Store, ttl_s: float, clock: Callable[[], float] = time.time) -> None:
+        self.store, self.ttl_s, self.clock = store, ttl_s, clock
+        self._lock = asyncio.Lock()  # redeem is read-then-delete: one at a time
+
+    async def issue(self, user_id: str) -> str:
+        async with self._lock:
+            await self._drop_code_of(user_id)
+            code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+            scope = _code_scope(code)
+            owner = json.dumps({"user": user_id, "expires": self.clock() + self.ttl_s}, ensure_ascii=False)
+            await self.store.set_setting(scope, "owner", owner)
+            await self.store.set_setting(user_scope(user_id), "link_code", scope)
+        return f"{code[:4]}-{code[4:]}"
+
+    async def redeem(self, text: str) -> str | None:
+        """The owner of a valid code (which is used up), or None for any other input."""
+        code = normalize_code(text)
+        if code is None:
+            return None
+        scope = _code_scope(code)
+        async with self._lock:
+            raw = await self.store.get_setting(scope, "owner")
+            if raw is None:
+                return None
+            owner = json.loads(raw)
+            await self.store.set_setting(scope, "owner", None)
+            await self.store.set_setting(user_scope(owner["user"]), "link_code", None)
+        return owner["user"] if owner["expires"] > self.clock() else None
+
+    async def _drop_code_of(self, user_id: str) -> None:
+        old = await self.store.get_setting(user_scope(user_id), "link_code")
+        if old is not None:
+            await self.store.set_setting(old, "owner", None)
