@@ -97,22 +97,41 @@ def ask(
     bot: BotOption = None,
     user: UserOption = "you",
     verbose: bool = False,
+    key: Annotated[
+        str | None,
+        typer.Option("--id", help="A unique key for this message (e.g. a UUID); retrying with the same key is safe."),
+    ] = None,
 ) -> None:
-    """Send one message, print the reply, exit. History persists between calls per user."""
+    """Send one message, print the reply, exit. History persists between calls per user.
+
+    Exit 0: the message is stored and answered (the reply is printed). Any other exit:
+    treat it as failed. With --id, a retry never stores or answers the message twice:
+    if an earlier call got as far as the answer, that answer is printed again.
+    """
     from adapters.console import ConsoleOutbox, console_event
     from core.app import App
 
     setup_logging(verbose)
     with clean_errors():
         settings = load_settings(bot)
+    event = console_event(text, user, event_id=key)
 
-    async def main() -> None:
+    async def main() -> bool:
         outbox = ConsoleOutbox(stream=False)
         async with App(settings) as bot_app:
-            await bot_app.dispatcher.feed(console_event(text, user), outbox)
-        outbox.end_line()
+            done = await bot_app.store.turn_by_event(event.event_id) if event.command is None else None
+            if done is not None and done[1] is not None:
+                typer.echo(done[1].text)  # answered by an earlier call with this key
+                return True
+            await bot_app.dispatcher.feed(event, outbox)
+            outbox.end_line()
+            if event.command is not None:
+                return True
+            done = await bot_app.store.turn_by_event(event.event_id)
+            return done is not None and done[1] is not None
 
-    run_async(main)
+    if not run_async(main):
+        raise fail("error: the message was not stored and answered" + (" (safe to retry with the same --id)" if key else ""), 1)
 
 
 @app.command()

@@ -18,10 +18,14 @@ from core.events import ChatKind, ConversationKey, IncomingMessage, Reply, SentM
 PLATFORM = "console"
 
 
-def console_event(text: str, user: str) -> IncomingMessage:
-    """Pure conversion of one typed line into a core event."""
+def console_event(text: str, user: str, event_id: str | None = None) -> IncomingMessage:
+    """Pure conversion of one typed line into a core event.
+
+    ``event_id`` is a caller's key for the message (``personabot ask --id``): delivering
+    the same key again never stores or answers the message twice.
+    """
     return IncomingMessage(
-        event_id=f"{PLATFORM}:{uuid.uuid4().hex}",
+        event_id=f"{PLATFORM}:{user}:{event_id}" if event_id else f"{PLATFORM}:{uuid.uuid4().hex}",
         key=ConversationKey(PLATFORM, user),
         user=UserRef(PLATFORM, user),
         text=text,
