@@ -101,10 +101,10 @@ class TelegramAdapter:
             self._aliases = command_aliases(self.app.commands)
             await publish_commands(self.application.bot, self.app.commands, self.app.settings.all_admins())
             await self.application.start()
-            if await self._recover_until(stop):
-                await self._start_receiving()
-                log.info("Telegram bot @%s is running (%s)", self._me.username, self.settings.mode)  # type: ignore[union-attr]
-                await stop.wait()
+            await self.start_recovery()
+            await self._start_receiving()
+            log.info("Telegram bot @%s is running (%s)", self._me.username, self.settings.mode)  # type: ignore[union-attr]
+            await stop.wait()
         finally:
             await self._shutdown()
 
@@ -140,19 +140,6 @@ class TelegramAdapter:
                     user.username,
                 )
             return True
-        return False
-
-    async def _recover_until(self, stop: asyncio.Event) -> bool:
-        """Re-answer unanswered turns before taking new updates; False if stopped meanwhile."""
-        recovering = asyncio.create_task(self.recover())
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({recovering, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if recovering.done():
-            recovering.result()
-            return not stop.is_set()
-        await self._wait_replies()  # shutdown grace applies to the recoveries too
-        await asyncio.gather(recovering, return_exceptions=True)
         return False
 
     async def _start_receiving(self) -> None:
@@ -252,36 +239,39 @@ class TelegramAdapter:
         log.error("Telegram update %s failed", update_id, exc_info=context.error)
 
     # -- crash recovery --------------------------------------------------------------
-    async def recover(self) -> int:
-        """Answer user turns stored but never answered (the bot stopped mid-reply).
+    async def start_recovery(self) -> list[asyncio.Task[int]]:
+        """Start answering user turns stored but never answered (the bot stopped mid-reply).
 
-        Conversations are recovered concurrently, turns of one conversation in order.
-        Turns older than ``recovery_window_s``, from banned users, or from a conversation
-        reset since, stay as they are. Returns how many turns were answered.
+        The conversations' locks are taken before this returns, so a new message in the
+        same chat is answered after the recovered one. Conversations recover
+        concurrently, turns of one conversation in order. Turns older than
+        ``recovery_window_s``, from banned users, or from a conversation reset since,
+        stay as they are. Each task returns how many turns it answered.
         """
         since = time.time() - self.settings.recovery_window_s
         by_key: dict[str, list[StoredMessage]] = {}
         for message, key in await self.app.store.unanswered(PLATFORM, since):
             by_key.setdefault(key, []).append(message)
         if not by_key:
-            return 0
+            return []
         log.info("re-answering %d turns left unanswered in %d chats", sum(map(len, by_key.values())), len(by_key))
         limit = asyncio.Semaphore(self.settings.max_concurrent_updates)
 
-        async def conversation(key: str, messages: list[StoredMessage]) -> int:
-            async with limit:
-                answered = 0
-                for message in messages:
-                    answered += await self._reanswer(key, message)
-                return answered
+        async def conversation(lock: asyncio.Lock, key: str, messages: list[StoredMessage]) -> int:
+            try:
+                async with limit:
+                    return sum([await self._reanswer(key, message) for message in messages])
+            finally:
+                lock.release()
+                self._replying.discard(asyncio.current_task())  # type: ignore[arg-type]
 
-        tasks = [asyncio.create_task(conversation(key, messages)) for key, messages in by_key.items()]
+        tasks = []
+        for key, messages in by_key.items():
+            lock = self.app.chat.lock(key)
+            await lock.acquire()
+            tasks.append(asyncio.create_task(conversation(lock, key, messages), name=f"telegram recovery {key}"))
         self._replying.update(tasks)
-        try:
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-        finally:
-            self._replying.difference_update(tasks)
-        return sum(result for result in results if isinstance(result, int))
+        return tasks
 
     async def _reanswer(self, key_text: str, message: StoredMessage) -> int:
         try:

@@ -76,6 +76,7 @@ class FakeBotAPI:
         }
         self.calls: list[Call] = []
         self.updates: list[dict[str, Any]] = []  # unconfirmed, oldest first
+        self.delivered: list[dict[str, Any]] = []  # every update getUpdates returned, in order
         self.screen: dict[int, dict[int, dict[str, Any]]] = {}  # chat -> message id -> message
         self.drafts: dict[tuple[int, int], str] = {}
         self.documents: list[tuple[int, str, bytes]] = []
@@ -108,6 +109,8 @@ class FakeBotAPI:
 
     async def close(self) -> None:
         self._closing.set()  # releases long polls
+        async with self._changed:
+            self._changed.notify_all()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -244,6 +247,8 @@ class FakeBotAPI:
         params, files = await self._params(request)
         call = Call(method, params, asyncio.get_running_loop().time(), files=files)
         self.calls.append(call)
+        async with self._changed:
+            self._changed.notify_all()
         try:
             if request.match_info["token"] != self.token:
                 raise _Error(Failure(401, "Unauthorized"))
@@ -324,7 +329,9 @@ class FakeBotAPI:
                 await waiting
             except TimeoutError:
                 pass
-        return pending()
+        updates = pending()
+        self.delivered.extend(updates)
+        return updates
 
     async def _m_deleteWebhook(self, params: dict[str, Any], files: Any) -> bool:
         self.webhook = None
