@@ -119,8 +119,9 @@ class ChannelOutbox(_DiscordOutbox):
         parts = self.parts(reply.text)
         message: discord.Message | None = None
         for index, part in enumerate(parts):
-            kwargs: dict[str, Any] = {"content": part, "allowed_mentions": no_pings(replied_user=reference is not None)}
-            if reference is not None and index == 0:
+            answers = reference is not None and index == 0  # only the first part is a reply
+            kwargs: dict[str, Any] = {"content": part, "allowed_mentions": no_pings(replied_user=answers)}
+            if answers:
                 kwargs["reference"] = reference
             if index == len(parts) - 1 and reply.attachment is not None:
                 kwargs["file"] = to_file(reply.attachment)

@@ -87,6 +87,7 @@ class FakeDiscord:
         self.replay_on_resume = 0  # also re-send this many already delivered events on RESUME
         self.app_flags = 1 << 19  # GATEWAY_MESSAGE_CONTENT_LIMITED
         self._failures: list[Failure] = []
+        self._interaction_channels: dict[str, int] = {}  # interaction token -> channel id
         self._ids = itertools.count(1)
         self._seq = 0
         self._sent: list[dict[str, Any]] = []  # dispatched events, for RESUME
@@ -307,13 +308,15 @@ class FakeDiscord:
         """An INTERACTION_CREATE payload for ``/name [sub] option=value…`` (string options)."""
         guild_id = self.guild_of(channel_id)
         opts = [{"type": 3, "name": key, "value": value} for key, value in (options or {}).items()]
+        token = f"interaction-token-{next(self._ids)}"
+        self._interaction_channels[token] = channel_id
         if sub is not None:
             opts = [{"type": 1, "name": sub, "options": opts}]
         payload: dict[str, Any] = {
             "id": str(self.snowflake()),
             "application_id": str(self.app_id),
             "type": 2,
-            "token": f"interaction-token-{next(self._ids)}",
+            "token": token,
             "version": 1,
             "attachment_size_limit": 25 * 1024 * 1024,
             "locale": "en-US",
@@ -338,7 +341,12 @@ class FakeDiscord:
 
     # what the bot did --------------------------------------------------------------------
     def messages_in(self, channel_id: int) -> list[dict[str, Any]]:
-        return [message for message in self.messages.values() if message["channel_id"] == str(channel_id)]
+        """Channel messages the bot sent (interaction answers are in ``interaction_messages``)."""
+        return [
+            message
+            for message in self.messages.values()
+            if message["channel_id"] == str(channel_id) and "interaction_token" not in message
+        ]
 
     def texts_in(self, channel_id: int) -> list[str]:
         return [message["content"] for message in self.messages_in(channel_id)]
@@ -509,7 +517,7 @@ class FakeDiscord:
 
     @staticmethod
     def _public(message: dict[str, Any]) -> dict[str, Any]:
-        private = ("allowed_mentions", "files", "original", "deferred", "loading")
+        private = ("allowed_mentions", "files", "original", "deferred", "loading", "interaction_token")
         public = {key: value for key, value in message.items() if key not in private}
         if public.get("message_reference") is None:
             public.pop("message_reference", None)
@@ -576,7 +584,8 @@ class FakeDiscord:
                     message.update(content=body.get("content") or "", loading=False)
                     message["allowed_mentions"] = body.get("allowed_mentions")
                 else:
-                    message = self._new_message(f"webhook:{match[2]}", body, call.files)
+                    message = self._new_message(self._interaction_channel(match[2]), body, call.files)
+                    message["interaction_token"] = match[2]
                 return _json(self._public(message))
         if match := re.fullmatch(r"webhooks/(\d+)/([^/]+)/messages/(@original|\d+)", path):
             target = self._original_of(match[2]) if match[3] == "@original" else int(match[3])
@@ -598,7 +607,7 @@ class FakeDiscord:
 
     def _original_of(self, token: str) -> int | None:
         for message_id, message in self.messages.items():
-            if message["channel_id"] == f"webhook:{token}" and message.get("original"):
+            if message.get("interaction_token") == token and message.get("original"):
                 return message_id
         return None
 
@@ -606,7 +615,8 @@ class FakeDiscord:
         self.interaction_responses.append(body)
         data = body.get("data") or {}
         ephemeral = bool(data.get("flags", 0) & 64)
-        message = self._new_message(f"webhook:{token}", data, files)
+        message = self._new_message(self._interaction_channel(token), data, files)
+        message["interaction_token"] = token
         message["original"] = True
         message["deferred"] = message["loading"] = body["type"] == 5
         response: dict[str, Any] = {
@@ -624,4 +634,7 @@ class FakeDiscord:
 
     def interaction_messages(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         """What the bot showed for one interaction: the original response and follow-ups."""
-        return [message for message in self.messages.values() if message["channel_id"] == f"webhook:{payload['token']}"]
+        return [m for m in self.messages.values() if m.get("interaction_token") == payload["token"]]
+
+    def _interaction_channel(self, token: str) -> str:
+        return str(self._interaction_channels.get(token, 0))
