@@ -11,11 +11,12 @@ final text, ``observers`` learn from a finished turn.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from core.errors import GenerationError
+from core.errors import GenerationError, NotFound
 from core.events import ChatKind, ChatMessage, GenerationRequest, IncomingMessage
 from core.personas import Persona
 from core.prompt import Budget, PromptSection, build_prompt
@@ -116,7 +117,8 @@ class ChatService:
             # A reset, forget or shutdown stopped this turn: keep what was said, then stop.
             # Nothing said yet: the turn stays unanswered, so crash recovery answers it later.
             if streamer.text.strip():
-                await asyncio.shield(app.store.add_reply(user_turn.id, streamer.text.strip()))
+                with contextlib.suppress(NotFound):  # a /forget deleted the turn meanwhile
+                    await asyncio.shield(app.store.add_reply(user_turn.id, streamer.text.strip()))
             raise
         finally:
             self._inflight[event.key.qualified].discard(task)  # type: ignore[arg-type]
