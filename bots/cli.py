@@ -205,6 +205,20 @@ def persona_validate(paths: Annotated[list[Path], typer.Argument(help="Persona T
         raise typer.Exit(2)
 
 
+@persona_app.command("import")
+def persona_import(
+    card: Annotated[Path, typer.Argument(help="SillyTavern character card: V1/V2 JSON or PNG.")],
+    out: Annotated[Path, typer.Option(help="Folder for the persona TOML.")] = Path("personas"),
+    overwrite: bool = False,
+) -> None:
+    """Convert a SillyTavern character card into a persona file."""
+    from core.character_cards import import_card
+
+    with clean_errors():
+        target = import_card(card, out, overwrite)
+    typer.echo(f"wrote {target}")
+
+
 @config_app.command("show")
 def config_show(bot: BotOption = None) -> None:
     """Print the validated bot file as JSON (secrets are never part of it)."""
