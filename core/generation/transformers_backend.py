@@ -129,6 +129,7 @@ class SharedModel:
     dtype: str
     executor: concurrent.futures.ThreadPoolExecutor
     users: int = 0
+    batcher: Any = None  # ContinuousBatcher, started by the first generator that wants batching
     stats: dict[str, int] = field(default_factory=lambda: {"runs": 0, "generated_tokens": 0})
     stats_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -206,13 +207,15 @@ async def acquire_model(
     return shared
 
 
-def release_model(shared: SharedModel) -> bool:
+async def release_model(shared: SharedModel) -> bool:
     """Drop one user of a shared model; the last one frees it. True when it was freed."""
     with _CACHE_LOCK:
         shared.users -= 1
         if shared.users > 0:
             return False
         _CACHE.pop(shared.key, None)
+    if shared.batcher is not None:
+        await shared.batcher.aclose()
     shared.executor.shutdown(wait=False)
     return True
 
@@ -250,6 +253,7 @@ class TransformersGenerator:
     """The :class:`core.ports.Generator` for local Hugging Face models. Build with :meth:`load`."""
 
     def __init__(self, shared: SharedModel, *, context_window: int | None = None) -> None:
+        """Use :meth:`load`; this wraps an already loaded :class:`SharedModel`."""
         self._shared = shared
         self.model = shared.model
         self.tokenizer = shared.tokenizer
@@ -260,6 +264,7 @@ class TransformersGenerator:
         self._pad_id = shared.tokenizer.pad_token_id if shared.tokenizer.pad_token_id is not None else self.stop_ids[0] if self.stop_ids else 0
         self._inflight: dict[asyncio.Future[Any], _Job] = {}
         self._interrupts = Interrupts()
+        self._batched = False
         self._closed = False
 
     @classmethod
@@ -272,14 +277,50 @@ class TransformersGenerator:
         dtype: str = "auto",
         context_window: int | None = None,
         trust_remote_code: bool = False,
+        batching: bool | None = None,
+        max_batch_size: int = 16,
+        max_queue: int = 256,
+        max_active_per_user: int | None = None,
+        max_waiting_per_user: int | None = None,
+        cache_tokens: int | None = None,
     ) -> "TransformersGenerator":
-        """Load ``model`` (a local folder, checked first, or a hub id) once per process."""
+        """Load ``model`` (a local folder, checked first, or a hub id) once per process.
+
+        ``batching``: True/False, or None for "when the model supports it" (any model on
+        transformers' attention interface; not the LSTM baseline). The batch options are
+        those of :class:`core.generation.batching.ContinuousBatcher`; the first generator
+        of a shared model sets them.
+        """
         shared = await acquire_model(model, adapter=adapter, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
         try:
-            return cls(shared, context_window=context_window)
+            generator = cls(shared, context_window=context_window)
+            if batching is not False and shared.batcher is None:
+                await generator._start_batcher(
+                    required=batching is True, max_batch_size=max_batch_size, max_queue=max_queue,
+                    max_active_per_user=max_active_per_user, max_waiting_per_user=max_waiting_per_user, cache_tokens=cache_tokens,
+                )
+            generator._batched = batching is not False and shared.batcher is not None
+            return generator
         except BaseException:
-            release_model(shared)
+            await release_model(shared)
             raise
+
+    async def _start_batcher(self, *, required: bool, **options: Any) -> None:
+        from core.generation.batching import ContinuousBatcher, supports_batching
+
+        if not supports_batching(self.model):
+            if required:
+                raise GenerationError(f"{self._shared.source} cannot be batched (not an attention model); set batching off")
+            return
+        batcher = ContinuousBatcher(self.model, self.tokenizer, self.stop_ids, context_window=self.context_window, **options)
+        try:
+            await asyncio.to_thread(batcher.start)
+        except GenerationError as exc:
+            if required:
+                raise
+            log.warning("%s: falling back to one generation at a time: %s", self._shared.source, exc)
+            return
+        self._shared.batcher = batcher
 
     # --- the port ------------------------------------------------------------------
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
@@ -306,6 +347,8 @@ class TransformersGenerator:
             raise GenerationError("max_new_tokens must be at least 1")
         ids = self.renderer.encode(request.messages)
         max_new = self._budget(len(ids), params)
+        if self._batched and params.seed is None:
+            return self._stream_batched(ids, params, max_new, request)
         return self._stream_sequential(ids, params, max_new, request.conversation_id)
 
     def cancel(self, conversation_id: str) -> int:
@@ -341,6 +384,14 @@ class TransformersGenerator:
 
         with self._interrupts.watch(conversation_id) as interrupt:
             async for chunk in relay(streamer, stop_producer=job.cancelled.set, finish=finish, stops=stops, deadline=job.deadline, interrupt=interrupt):
+                yield chunk
+
+    async def _stream_batched(self, ids: list[int], params: GenerationParams, max_new: int, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        deadline = time.monotonic() + params.timeout_s
+        job = self._shared.batcher.submit(ids, params, max_new, user=request.user_id or request.conversation_id, conversation=request.conversation_id)
+        with self._interrupts.watch(request.conversation_id) as interrupt:
+            stops = (*params.stop, *self.renderer.stop_strings)
+            async for chunk in relay(job.pieces, stop_producer=job.cancel, finish=job.finish, stops=stops, deadline=deadline, interrupt=interrupt):
                 yield chunk
 
     def _generation_config(self, params: GenerationParams, max_new: int, stops: Sequence[str]) -> Any:
@@ -401,7 +452,7 @@ class TransformersGenerator:
         shared = self._shared
         with shared.stats_lock:
             stats = dict(shared.stats)
-        return {
+        info = {
             "backend": "transformers",
             "ok": not self._closed,
             "model": shared.source,
@@ -409,8 +460,15 @@ class TransformersGenerator:
             "dtype": shared.dtype,
             "context_window": self.context_window,
             "chat_template": self.renderer.has_template,
+            "batching": self._batched,
             **stats,
         }
+        if self._batched:
+            batch = shared.batcher.info()
+            info["generated_tokens"] += batch.pop("generated_tokens")
+            info["runs"] += batch["admitted"]
+            info.update(batch)
+        return info
 
     async def aclose(self) -> None:
         if self._closed:
@@ -420,4 +478,4 @@ class TransformersGenerator:
         for job in list(self._inflight.values()):
             job.cancelled.set()
         await self.drain()
-        release_model(self._shared)
+        await release_model(self._shared)

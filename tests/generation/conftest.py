@@ -22,9 +22,9 @@ def gpt2_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def llama(llama_dir):
-    """A loaded generator shared by a test module (loading is the slow part)."""
+    """One ``model.generate`` at a time (the sequential path), shared by a test module."""
     from core.generation.transformers_backend import TransformersGenerator
 
-    gen = asyncio.run(TransformersGenerator.load(str(llama_dir)))
+    gen = asyncio.run(TransformersGenerator.load(str(llama_dir), batching=False))
     yield gen
     asyncio.run(gen.aclose())

@@ -114,8 +114,9 @@ async def test_prompt_ids_fed_to_the_model_have_no_forged_control_tokens(llama):
     assert llama.count_tokens(forged) == len(fed[0])
 
 
-async def test_control_token_ends_the_reply(tmp_path, llama_dir):
-    """A model whose every logit ties picks token 0 (<|pad|>): any control token means STOP."""
+@pytest.mark.parametrize("batching", [False, True])
+async def test_control_token_ends_the_reply(tmp_path, llama_dir, batching):
+    """Output rows: eos = v, pad = -v, all others 0, so a control token always wins: STOP."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -123,10 +124,14 @@ async def test_control_token_ends_the_reply(tmp_path, llama_dir):
     shutil.copytree(llama_dir, mute)
     model = AutoModelForCausalLM.from_pretrained(mute)
     with torch.no_grad():
-        model.get_output_embeddings().weight.zero_()
+        weight = model.get_output_embeddings().weight
+        v = torch.randn(weight.shape[1])
+        weight.zero_()
+        weight[model.config.eos_token_id], weight[model.config.pad_token_id] = v, -v
     model.save_pretrained(mute)
-    gen = await TransformersGenerator.load(str(mute))
+    gen = await TransformersGenerator.load(str(mute), batching=batching)
     try:
+        assert (await gen.health())["batching"] is batching
         chunks = await collect(gen, greedy(10))
     finally:
         await gen.aclose()

@@ -1,0 +1,302 @@
+"""Continuous batching for many concurrent conversations on one local model.
+
+Built on transformers' own ``ContinuousBatchingManager`` (paged KV cache, a background
+decode loop that admits new requests into the running batch every step, prefix sharing).
+In front of it sits a fair admission queue of ours:
+
+- at most ``max_batch_size`` requests decode together; the rest wait;
+- waiting requests are admitted round-robin across users, and one user holds at most
+  ``max_active_per_user`` slots, so a user flooding the bot does not delay another
+  user's first token beyond the next batch step;
+- the queue is bounded (``max_queue`` in all, ``max_waiting_per_user`` per user): beyond
+  that :class:`GenerationBusy` is raised at once, so the chat service can answer "busy";
+- a cancelled, timed-out or abandoned request leaves the batch at the next step and
+  its slot goes to the next waiting request.
+
+The KV blocks of finished requests stay cached by content hash (transformers' prefix
+sharing), so the next turn of a conversation, whose prompt extends the previous prompt
+and reply, recomputes only the new tokens: time to first token does not grow with the
+history. Under memory pressure transformers drops all cached blocks at once (live
+requests always win); ``cache_tokens`` sizes the cache.
+
+transformers' batch sampler has no repetition penalty and no per-request greedy mode;
+both are added here: a per-request repetition-penalty processor, and ``top_k=1`` for
+``temperature=0`` (argmax). Per-request seeds are not supported by the batch sampler:
+the generator sends seeded requests down its sequential path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from typing import Any
+
+from core.errors import GenerationBusy, GenerationError
+from core.events import FinishReason, GenerationParams
+
+log = logging.getLogger(__name__)
+
+BASE_TEMPERATURE, BASE_TOP_K, BASE_TOP_P = 0.7, 50, 0.9  # defaults; every request sends its own
+_ids = itertools.count()
+
+
+def supports_batching(model: Any) -> bool:
+    """Transformers' continuous batching needs a model on the attention interface (not an LSTM)."""
+    return bool(getattr(model, "_supports_attention_backend", False))
+
+
+def _repetition_penalty_processor() -> Any:
+    """A per-request repetition penalty in transformers' batched logits-processor API.
+
+    Like ``RepetitionPenaltyLogitsProcessor``: every token already in the sequence (prompt
+    and reply) has its logit divided by the penalty when positive, multiplied when negative.
+    """
+    import torch
+    from transformers.generation.continuous_batching.cb_logits_processors import ContinuousBatchingLogitsProcessor
+
+    class RepetitionPenalty(ContinuousBatchingLogitsProcessor):
+        supported_kwargs = {"repetition_penalty": float}
+        ignored_kwargs = ()
+
+        def __init__(self) -> None:
+            self._rows: list[list[int]] = []
+
+        def fill_defaults(self, int32_tensor: Any) -> None:
+            int32_tensor.copy_(torch.ones_like(int32_tensor, dtype=torch.float32).view(dtype=torch.int32))
+
+        def prepare_tensor_args(self, requests_with_new_token: list[Any]) -> Any:
+            # Called on the batch thread right before __call__ for the same batch (async batching is off).
+            self._rows = [r.state.initial_tokens + r.state.generated_tokens for r in requests_with_new_token]
+            values = [float(r.state.logit_processor_kwargs.get("repetition_penalty", 1.0)) for r in requests_with_new_token]
+            return torch.tensor(values, dtype=torch.float32).view(dtype=torch.int32)
+
+        def __call__(self, scores: Any, tensor_arg: Any) -> Any:
+            penalty = tensor_arg[: scores.size(0)].view(dtype=torch.float32)
+            rows = [i for i in range(min(len(self._rows), scores.size(0))) if penalty[i] != 1.0 and self._rows[i]]
+            if not rows:
+                return scores
+            width = max(len(self._rows[i]) for i in rows)
+            index = torch.tensor([self._rows[i] + self._rows[i][:1] * (width - len(self._rows[i])) for i in rows], device=scores.device)
+            picked = torch.tensor(rows, device=scores.device)
+            p = penalty.to(scores.device)[picked].unsqueeze(-1)
+            sub = scores[picked]
+            seen = sub.gather(1, index)
+            sub.scatter_(1, index, torch.where(seen < 0, seen * p, seen / p))
+            scores[picked] = sub
+            return scores
+
+    return RepetitionPenalty()
+
+
+class BatchedRequest:
+    """One request's life in the batcher; ``pieces`` streams its decoded text."""
+
+    def __init__(self, batcher: "ContinuousBatcher", ids: list[int], params: GenerationParams, max_new: int, user: str, conversation: str) -> None:
+        from transformers import AsyncTextIteratorStreamer
+
+        self.batcher = batcher
+        self.rid = f"pb-{next(_ids)}"
+        self.ids, self.max_new, self.user, self.conversation = ids, max_new, user, conversation
+        greedy = params.temperature <= 0
+        self.kwargs = {
+            "temperature": 1.0 if greedy else float(params.temperature),
+            "top_k": 1 if greedy else (params.top_k if params.top_k > 0 else batcher.vocab_size),
+            "top_p": 1.0 if greedy else float(params.top_p),
+            "repetition_penalty": float(params.repetition_penalty),
+        }
+        self.pieces = AsyncTextIteratorStreamer(batcher.tokenizer, skip_prompt=False, skip_special_tokens=True)
+        self.state = "waiting"  # -> "active" -> "done"
+        self.generated: list[int] = []
+        self.error: str | None = None
+
+    def cancel(self) -> None:
+        self.batcher.cancel_request(self)
+
+    async def finish(self) -> FinishReason:
+        if self.error is not None:
+            raise GenerationError(f"batched generation failed: {self.error}")
+        if self.generated and self.generated[-1] in self.batcher.stop_ids:
+            return FinishReason.STOP
+        return FinishReason.LENGTH if len(self.generated) >= self.max_new else FinishReason.STOP
+
+
+class ContinuousBatcher:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        stop_ids: list[int],
+        *,
+        context_window: int,
+        max_batch_size: int = 16,
+        max_queue: int = 256,
+        max_active_per_user: int | None = None,
+        max_waiting_per_user: int | None = None,
+        cache_tokens: int | None = None,
+        page_size: int = 32,
+    ) -> None:
+        if max_batch_size < 1 or max_queue < 1:
+            raise GenerationError("max_batch_size and max_queue must be at least 1")
+        self.model, self.tokenizer, self.stop_ids = model, tokenizer, stop_ids
+        self.vocab_size = model.config.get_text_config().vocab_size
+        self.max_batch_size = max_batch_size
+        self.max_queue = max_queue
+        self.max_active_per_user = max_active_per_user or max(1, max_batch_size // 4)
+        self.max_waiting_per_user = max_waiting_per_user or max(1, max_queue // 4)
+        on_gpu = model.device.type == "cuda"
+        # On a GPU transformers sizes the cache from free memory; on a CPU we size it: room for a
+        # full batch of full windows plus as much again for cached prefixes of idle conversations.
+        self.cache_tokens = cache_tokens or (None if on_gpu else 2 * max_batch_size * context_window)
+        self.page_size = page_size
+        self._waiting: dict[str, deque[BatchedRequest]] = {}
+        self._turns: deque[str] = deque()  # users with waiting requests, round-robin order
+        self._active: dict[str, BatchedRequest] = {}
+        self._active_per_user: dict[str, int] = {}
+        self._manager: Any = None
+        self.stats = {"admitted": 0, "finished": 0, "cancelled": 0, "rejected": 0, "generated_tokens": 0}
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Build and start transformers' batch manager. Raises GenerationError if it can't."""
+        from transformers import GenerationConfig
+        from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+        config = GenerationConfig(
+            do_sample=True, temperature=BASE_TEMPERATURE, top_k=BASE_TOP_K, top_p=BASE_TOP_P,
+            eos_token_id=self.stop_ids or -1, pad_token_id=self.tokenizer.pad_token_id,
+        )
+        cb_config = ContinuousBatchingConfig(
+            page_size=self.page_size,
+            num_blocks=-(-self.cache_tokens // self.page_size) if self.cache_tokens else None,
+            max_batch_tokens=None if self.model.device.type == "cuda" else 512,
+            max_requests_per_batch=self.max_batch_size,
+            per_request_processors=True,
+            allow_block_sharing=True,
+            use_async_batching=False,  # the repetition penalty reads the batch it was prepared for
+            auto_switch_to_flash=False,
+        )
+        try:
+            manager = self.model.init_continuous_batching(generation_config=config, continuous_batching_config=cb_config)
+            processors = manager.logit_processor
+            processors.logits_processor.insert(0, _repetition_penalty_processor())
+            processors.tensors_required += 1
+            processors.supported_keys["repetition_penalty"] = float
+            processors.do_processing = True
+            manager.start()
+        except Exception as exc:
+            raise GenerationError(f"continuous batching is not available for this model: {type(exc).__name__}: {exc}") from exc
+        self._manager = manager
+
+    async def aclose(self) -> None:
+        """Fail what is still queued or running, then stop the batch thread."""
+        manager, self._manager = self._manager, None
+        for request in [*self._active.values(), *(r for q in self._waiting.values() for r in q)]:
+            self._end(request, error="the model was shut down")
+        if manager is not None:
+            await asyncio.to_thread(manager.stop, block=True)
+
+    # --- queueing ------------------------------------------------------------------------
+    @property
+    def waiting(self) -> int:
+        return sum(len(q) for q in self._waiting.values())
+
+    @property
+    def active(self) -> int:
+        return len(self._active)
+
+    def submit(self, ids: list[int], params: GenerationParams, max_new: int, *, user: str, conversation: str) -> BatchedRequest:
+        """Queue a request (call on the event loop). Raises GenerationBusy when the queue is full."""
+        if self._manager is None:
+            raise GenerationError("the batch manager is not running")
+        queue = self._waiting.get(user)
+        if self.waiting >= self.max_queue or (queue is not None and len(queue) >= self.max_waiting_per_user):
+            self.stats["rejected"] += 1
+            raise GenerationBusy(f"generation queue full ({self.waiting} waiting, {self.active} running)")
+        request = BatchedRequest(self, ids, params, max_new, user, conversation)
+        if queue is None:
+            queue = self._waiting[user] = deque()
+            self._turns.append(user)
+        queue.append(request)
+        self._admit()
+        return request
+
+    def _admit(self) -> None:
+        """Fill free slots from the waiting queues, one request per user per round."""
+        skipped = 0
+        while self._turns and len(self._active) < self.max_batch_size and skipped < len(self._turns):
+            user = self._turns[0]
+            self._turns.rotate(-1)
+            if self._active_per_user.get(user, 0) >= self.max_active_per_user:
+                skipped += 1
+                continue
+            skipped = 0
+            queue = self._waiting[user]
+            request = queue.popleft()
+            if not queue:
+                del self._waiting[user]
+                self._turns.remove(user)
+            self._start(request)
+
+    def _start(self, request: BatchedRequest) -> None:
+        request.state = "active"
+        self._active[request.rid] = request
+        self._active_per_user[request.user] = self._active_per_user.get(request.user, 0) + 1
+        self.stats["admitted"] += 1
+        self._manager.register_result_handler(request.rid, self._on_output)
+        self._manager.add_request(request.ids, request_id=request.rid, max_new_tokens=request.max_new, streaming=True,
+                                  eos_token_id=self.stop_ids or -1, **request.kwargs)
+
+    def _on_output(self, output: Any) -> None:
+        """A step's result for one request, on the event loop."""
+        import torch
+
+        request = self._active.get(output.request_id)
+        if request is None:
+            return  # cancelled meanwhile
+        new = output.generated_tokens[len(request.generated) :]
+        if new:
+            request.generated = list(output.generated_tokens)
+            request.pieces.put(torch.tensor(new))
+        if output.is_finished():
+            self.stats["finished"] += 1
+            self._end(request, error=output.error)
+
+    def _end(self, request: BatchedRequest, error: str | None = None) -> None:
+        """Take a request out of the batcher, free its slot, admit the next one."""
+        if request.state == "done":
+            return
+        if request.state == "active":
+            del self._active[request.rid]
+            left = self._active_per_user[request.user] - 1
+            if left:
+                self._active_per_user[request.user] = left
+            else:
+                del self._active_per_user[request.user]
+            self.stats["generated_tokens"] += len(request.generated)
+        elif request.state == "waiting":
+            queue = self._waiting[request.user]
+            queue.remove(request)
+            if not queue:
+                del self._waiting[request.user]
+                self._turns.remove(request.user)
+        request.state, request.error = "done", error
+        request.pieces.end()
+        self._admit()
+
+    def cancel_request(self, request: BatchedRequest) -> None:
+        """Stop one request (timeout, stop string, consumer gone); its slot frees at once."""
+        if request.state == "done":
+            return
+        if request.state == "active" and self._manager is not None:
+            self._manager.cancel_request(request.rid)
+            router = getattr(self._manager, "output_router", None)
+            if router is not None:  # transformers keeps handlers of cancelled requests otherwise
+                with router._lock:
+                    router.result_handlers.pop(request.rid, None)
+        self.stats["cancelled"] += 1
+        self._end(request)
+
+    def info(self) -> dict[str, Any]:
+        return {"active": self.active, "waiting": self.waiting, "max_batch_size": self.max_batch_size, **self.stats}

@@ -1,0 +1,212 @@
+"""Continuous batching: same output as sequential greedy, fairness, busy, cancel, prefix reuse.
+
+Steps are observed through a forward hook on the model (one call = one batch step; its
+width = tokens computed in that step), never through timings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from core.errors import GenerationBusy
+from core.events import ChatMessage, FinishReason, GenerationParams, GenerationRequest
+from core.generation.transformers_backend import TransformersGenerator
+
+PROMPTS = ["hello there", "what is your name?", "你好，今天天气很好", "the quick brown fox", "I am fine", "how are you today?"]
+
+
+def greedy(max_new_tokens=16, **params):
+    return GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0, repetition_penalty=1.0, **params) if "repetition_penalty" not in params else GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0, **params)
+
+
+def request(text, user="u", conversation=None, params=None, history=()):
+    messages = (*history, ChatMessage("user", text))
+    return GenerationRequest(messages, params or greedy(), conversation_id=conversation or f"{user}:{text}", user_id=user)
+
+
+async def collect(gen, req):
+    return [chunk async for chunk in gen.stream(req)]
+
+
+def text_of(chunks):
+    return "".join(c.text for c in chunks)
+
+
+@pytest.fixture(scope="module")
+def batched(llama_dir):
+    gen = asyncio.run(TransformersGenerator.load(
+        str(llama_dir), batching=True, max_batch_size=4, max_queue=8, max_active_per_user=2, max_waiting_per_user=4
+    ))
+    yield gen
+    asyncio.run(gen.aclose())
+
+
+class Steps:
+    """Counts batch steps and records how many tokens each one computed."""
+
+    def __init__(self, model):
+        self.widths: list[int] = []
+        self._hook = model.register_forward_pre_hook(lambda m, a, k: self.widths.append(k["input_ids"].shape[-1]), with_kwargs=True)
+
+    def __len__(self):
+        return len(self.widths)
+
+    def close(self):
+        self._hook.remove()
+
+
+@pytest.fixture
+def steps(batched):
+    recorder = Steps(batched.model)
+    yield recorder
+    recorder.close()
+
+
+async def settle(condition, limit=10_000):
+    """Yield to the event loop until ``condition()`` holds (bounded; no sleeping on time)."""
+    for _ in range(limit):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")
+
+
+def reference(gen, text, n, penalty):
+    import torch
+
+    ids = gen.prompt_ids((ChatMessage("user", text),))
+    out = gen.model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), max_new_tokens=n,
+                             do_sample=False, repetition_penalty=penalty, eos_token_id=gen.stop_ids, pad_token_id=0)
+    return gen.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).lstrip()
+
+
+@pytest.mark.parametrize("penalty", [1.0, 1.3])
+async def test_concurrent_greedy_equals_sequential_generate(batched, steps, penalty):
+    params = greedy(20, repetition_penalty=penalty)
+    results = await asyncio.gather(*(collect(batched, request(p, user=f"u{i}", params=params)) for i, p in enumerate(PROMPTS)))
+    assert max(steps.widths) > 1  # requests really shared forward passes
+    for prompt, chunks in zip(PROMPTS, results):
+        assert chunks[-1].finish_reason is FinishReason.LENGTH
+        assert text_of(chunks) == reference(batched, prompt, 20, penalty)
+
+
+class Gate:
+    """Holds the batch thread before each forward pass until the test grants a step."""
+
+    def __init__(self, model):
+        import threading
+
+        self.enabled = False
+        self.permits = threading.Semaphore(0)
+        self.waiting = threading.Event()
+        self._hook = model.register_forward_pre_hook(self._before_forward)
+
+    def _before_forward(self, module, args):
+        if self.enabled:
+            self.waiting.set()
+            self.permits.acquire()
+            self.waiting.clear()
+
+    def grant(self, steps):
+        for _ in range(steps):
+            self.permits.release()
+
+    def open(self):
+        self.enabled = False
+        self.grant(2)
+        self._hook.remove()
+
+
+async def test_flooding_user_does_not_delay_another_users_first_token(batched):
+    batcher = batched._shared.batcher
+    first_token: dict[str, asyncio.Event] = {}
+    original = batcher._on_output
+
+    def spy(output):
+        first_token.setdefault(output.request_id, asyncio.Event()).set()
+        original(output)
+
+    batcher._on_output = spy
+    gate = Gate(batched.model)
+    try:
+        flood = [asyncio.create_task(collect(batched, request(f"flood {i}", user="A", params=greedy(60)))) for i in range(6)]
+        await settle(lambda: batcher.active == 2 and batcher.waiting == 4)
+        queued_a = {r.rid for q in batcher._waiting.values() for r in q}
+        gate.enabled = True
+        assert await asyncio.to_thread(gate.waiting.wait, 30)  # the batch thread is parked before a step
+        other = asyncio.create_task(collect(batched, request("hi", user="B", params=greedy(5))))
+        await settle(lambda: any(r.user == "B" for r in batcher._active.values()))
+        b_rid = next(rid for rid, r in batcher._active.items() if r.user == "B")
+        gate.grant(2)  # the step prepared before B arrived, then the one that admits B
+        await asyncio.wait_for(first_token.setdefault(b_rid, asyncio.Event()).wait(), 30)
+        assert not queued_a & first_token.keys()  # B overtook the flood's queued requests
+    finally:
+        gate.open()
+        batcher._on_output = original
+    assert (await other)[-1].finish_reason is FinishReason.LENGTH
+    for task in flood:
+        assert (await task)[-1].finish_reason is FinishReason.LENGTH
+
+
+async def test_full_queue_answers_busy_and_cancel_frees_slots(batched):
+    batcher = batched._shared.batcher
+    flood = [asyncio.create_task(collect(batched, request(f"x{i}", user="A", conversation=f"c{i}", params=greedy(3000)))) for i in range(6)]
+    await settle(lambda: batcher.active == 2 and batcher.waiting == 4)
+    with pytest.raises(GenerationBusy):
+        await anext(batched.stream(request("one more", user="A", params=greedy(3000))))
+    assert batcher.stats["rejected"] >= 1
+    # Another user is still served (the per-user cap, not the global one, was hit).
+    assert (await collect(batched, request("me too", user="C", params=greedy(3))))[-1].finish_reason is FinishReason.LENGTH
+    running = {r.conversation for r in batcher._active.values()}
+    assert batched.cancel(running.pop()) == 1
+    await settle(lambda: batcher.active == 2 and batcher.waiting == 3)  # the slot went to a waiting request
+    for i in range(6):
+        batched.cancel(f"c{i}")
+    results = await asyncio.gather(*flood)
+    assert all(r[-1].finish_reason is FinishReason.CANCELLED for r in results)
+    assert batcher.active == 0 and batcher.waiting == 0
+
+
+async def test_cancelled_requests_leave_the_model_batch(batched, steps):
+    long = [asyncio.create_task(collect(batched, request(f"long {i}", user=f"L{i}", conversation=f"long{i}", params=greedy(3000)))) for i in range(2)]
+    batcher = batched._shared.batcher
+    await settle(lambda: batcher.active == 2 and len(steps) > 3)
+    batched.cancel("long0"), batched.cancel("long1")
+    await asyncio.gather(*long)
+    start = len(steps)
+    short = request("short", user="S", params=greedy(8))
+    chunks = await collect(batched, short)
+    assert chunks[-1].finish_reason is FinishReason.LENGTH
+    tail = steps.widths[start:]  # may begin with the step that was in flight when we cancelled
+    prefill = tail.index(batched.count_tokens(short.messages))  # the short prompt alone: no one else
+    assert prefill <= 1 and tail[prefill + 1 :] == [1] * 7  # then 7 decode steps of 1 token
+
+
+async def test_timeout_and_stop_string_in_batch(batched):
+    batcher = batched._shared.batcher
+    chunks = await collect(batched, request("slow", params=greedy(3000, timeout_s=0.2)))
+    assert chunks[-1].finish_reason is FinishReason.TIMEOUT
+    full = text_of(await collect(batched, request("cut me", params=greedy(40))))
+    stop = full[len(full) // 2 : len(full) // 2 + 2]
+    chunks = await collect(batched, request("cut me", params=greedy(40, stop=(stop,))))
+    assert text_of(chunks) == full[: full.find(stop)] and chunks[-1].finish_reason is FinishReason.STOP_STRING
+    assert batcher.active == 0
+
+
+async def test_next_turn_reuses_the_previous_turns_cache(batched, steps):
+    history_text = " ".join(["hello there, how are you today? I am fine, thank you very much."] * 16)
+    first = request(history_text, user="R", conversation="R")
+    reply = text_of(await collect(batched, first))
+    second = request("and then?", user="R", conversation="R", history=(ChatMessage("user", history_text), ChatMessage("assistant", reply)))
+    prompt_len = batched.count_tokens(second.messages)
+    start = len(steps)
+    await collect(batched, second)
+    prefill = steps.widths[start]
+    assert prompt_len > 300
+    assert prefill < prompt_len / 4  # only the tail after the cached prefix was computed
+    fresh = request("Hi! " + history_text, user="F", conversation="F")
+    start = len(steps)
+    await collect(batched, fresh)
+    assert steps.widths[start] >= batched.count_tokens(fresh.messages) // 2  # control: no cache for new text
