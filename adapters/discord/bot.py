@@ -28,7 +28,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from core.errors import ConfigError, PersonabotError, PlatformError
-from core.settings import BotSettings
+from core.settings import BotSettings, DiscordSettings
 
 from adapters.discord.commands import CoreCommandTree, sync_commands
 from adapters.discord.convert import message_event
@@ -201,21 +201,26 @@ async def serve(app: "App", stop: asyncio.Event) -> None:
     await run_bot(DiscordBot(app), stop)
 
 
+async def login(client: discord.Client, options: DiscordSettings) -> None:
+    """Log in over HTTP with the token from the environment; a rejected token is a ConfigError."""
+    token = BotSettings.secret(options.token_env, "discord.token_env")
+    try:
+        await client.login(token)
+    except discord.LoginFailure:
+        raise ConfigError(
+            f"discord: the token in ${options.token_env} was rejected (401); copy it again from"
+            " the Developer Portal (Bot → Reset Token)"
+        ) from None
+    except (discord.HTTPException, aiohttp.ClientError, OSError) as error:
+        raise PlatformError(f"discord: cannot log in at {Route.BASE}: {error}") from error
+
+
 async def run_bot(bot: DiscordBot, stop: asyncio.Event) -> None:
     """Log in, publish commands if asked, hold the gateway until ``stop``; then drain and close."""
     options = bot.options
-    token = BotSettings.secret(options.token_env, "discord.token_env")
     with api_endpoint(options.api_base_url):
         try:
-            try:
-                await bot.login(token)
-            except discord.LoginFailure:
-                raise ConfigError(
-                    f"discord: the token in ${options.token_env} was rejected (401); copy it again from"
-                    " the Developer Portal (Bot → Reset Token)"
-                ) from None
-            except (discord.HTTPException, aiohttp.ClientError, OSError) as error:
-                raise PlatformError(f"discord: cannot log in at {Route.BASE}: {error}") from error
+            await login(bot, options)
             if options.api_base_url:
                 log.info("discord: using the API at %s, gateway %s", Route.BASE, await use_gateway(bot))
             connection = asyncio.create_task(bot.connect(reconnect=True), name="discord-gateway")

@@ -20,7 +20,7 @@ import discord
 from discord import app_commands
 
 from core.commands import ADMIN_GROUP, CommandRegistry, CommandSpec
-from core.errors import ConfigError, PersonabotError
+from core.errors import ConfigError, PersonabotError, PlatformError
 from core.events import CommandCall
 
 from adapters.discord.convert import interaction_event
@@ -157,17 +157,14 @@ class CoreCommandTree(app_commands.CommandTree):
 async def sync_commands(
     tree: app_commands.CommandTree, *, guilds: Sequence[str] = (), globally: bool = False, clear: bool = False
 ) -> dict[str, int]:
-    """Publish the tree to each guild (instant) and/or globally; ``clear`` empties those guilds.
+    """Publish the tree to each guild (instant) and/or globally; ``clear`` publishes nothing there instead.
 
     Returns how many commands each target now has. Raises ConfigError for a guild the
-    bot may not publish to, PlatformError for other failures.
+    bot may not publish to, PlatformError for other failures. The tree is unchanged after.
     """
-    from core.errors import PlatformError
-
     published: dict[str, int] = {}
     for guild_id in guilds:
         guild = discord.Object(id=int(guild_id))
-        tree.clear_commands(guild=guild)
         if not clear:
             tree.copy_global_to(guild=guild)
         try:
@@ -182,10 +179,16 @@ async def sync_commands(
         finally:
             tree.clear_commands(guild=guild)
     if globally:
+        saved = tree.get_commands() if clear else []
+        if clear:
+            tree.clear_commands(guild=None)
         try:
             published["global"] = len(await tree.sync())
         except discord.HTTPException as error:
             raise PlatformError(f"discord: global command sync failed: {error}") from error
+        finally:
+            for command in saved:
+                tree.add_command(command)
     return published
 
 
