@@ -181,10 +181,11 @@ class TelegramOutbox:
         if attachment is not None and utf16_len(text) <= MAX_CAPTION:
             return await self._send_document(chat_id, thread, attachment, text, reply_to)
         message: Message | None = None
-        for index, part in enumerate(split_text(text, MAX_TEXT, utf16_len)):
+        parts = [part for part in split_text(text, MAX_TEXT, utf16_len) if part.strip()]  # Telegram refuses blank
+        for index, part in enumerate(parts):
             message = await self._bot.send_message(
                 chat_id,
-                clean_text(part),
+                part,
                 message_thread_id=thread,
                 reply_parameters=_reply_parameters(reply_to) if index == 0 else None,
             )

@@ -1,0 +1,59 @@
+"""The outgoing flood limiter: one message per second per chat on top of AIORateLimiter."""
+
+from __future__ import annotations
+
+import asyncio
+
+from adapters.telegram.limits import TelegramRateLimiter
+from core.settings import TelegramSettings
+
+
+def recorder(log: list[tuple[str, int, float]]):
+    def make(endpoint: str, chat_id: int):
+        async def callback() -> bool:
+            log.append((endpoint, chat_id, asyncio.get_running_loop().time()))
+            return True
+
+        return callback
+
+    return make
+
+
+def request(limiter: TelegramRateLimiter, make, endpoint: str, chat_id: int) -> asyncio.Task:
+    data = {"chat_id": chat_id, "text": "x"}
+    return asyncio.create_task(limiter.process_request(make(endpoint, chat_id), (), {}, endpoint, data, None))
+
+
+async def test_messages_to_one_chat_are_spaced_by_the_per_chat_rate():
+    limiter = TelegramRateLimiter(chat_max_rate=20, overall_max_rate=10_000, group_max_rate=0)
+    log: list[tuple[str, int, float]] = []
+    make = recorder(log)
+    await asyncio.gather(*(request(limiter, make, "sendMessage", 5) for _ in range(4)))
+    times = [at for *_, at in log]
+    # a limiter may only ever make calls later, never earlier: a lower bound cannot flake
+    assert all(later - earlier >= 0.045 for earlier, later in zip(times, times[1:]))
+
+
+async def test_chats_do_not_wait_for_each_other_and_typing_skips_the_message_budgets():
+    limiter = TelegramRateLimiter(chat_max_rate=0.1, overall_max_rate=10_000, group_max_rate=1)
+    log: list[tuple[str, int, float]] = []
+    make = recorder(log)
+    await request(limiter, make, "sendMessage", 5)
+    await request(limiter, make, "sendMessage", -100)
+    blocked = [request(limiter, make, "editMessageText", 5), request(limiter, make, "sendMessage", -100)]
+    await asyncio.wait_for(request(limiter, make, "sendMessage", 6), 5)
+    await asyncio.wait_for(request(limiter, make, "sendChatAction", 5), 5)
+    await asyncio.wait_for(request(limiter, make, "sendChatAction", -100), 5)
+    assert not any(task.done() for task in blocked)
+    for task in blocked:
+        task.cancel()
+    await asyncio.gather(*blocked, return_exceptions=True)
+    assert [(endpoint, chat) for endpoint, chat, _ in log] == [
+        ("sendMessage", 5), ("sendMessage", -100), ("sendMessage", 6), ("sendChatAction", 5), ("sendChatAction", -100)
+    ]
+
+
+def test_the_defaults_are_telegrams_documented_limits():
+    settings = TelegramSettings()
+    assert (settings.chat_messages_per_second, settings.group_messages_per_minute) == (1.0, 20.0)
+    assert settings.overall_messages_per_second == 30.0
