@@ -105,7 +105,9 @@ class DiscordBot(discord.Client):
         self.app = app
         self.options = app.settings.discord
         self.rate_limit_hits = 0  # HTTP 429 responses seen (discord.py retried them after waiting)
-        self.tree = CoreCommandTree(self, app, edit_interval=self.edit_interval, auto_defer_after=auto_defer_after)
+        self.tree = CoreCommandTree(
+            self, app, edit_interval=self.edit_interval, auto_defer_after=auto_defer_after, track=self.tracked
+        )
         self._handlers: set[asyncio.Task[Any]] = set()
         self._muted_channels: set[int] = set()
 
@@ -166,11 +168,17 @@ class DiscordBot(discord.Client):
             can_reference=may_reference,
             edit_interval=self.edit_interval,
         )
+        with self.tracked():
+            await self.app.dispatcher.feed(event, outbox)
+
+    @contextlib.contextmanager
+    def tracked(self) -> Iterator[None]:
+        """Mark the running task as answering someone, so shutdown lets it finish (``drain``)."""
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
         try:
-            await self.app.dispatcher.feed(event, outbox)
+            yield
         finally:
             self._handlers.discard(task)
 

@@ -10,10 +10,12 @@ itself is the core's ``require_admin`` filter (admins ``discord:<id>`` or a role
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Optional
 
 import discord
@@ -109,16 +111,27 @@ class CoreCommandTree(app_commands.CommandTree):
     """The tree of one bot: commands from the App's registry, answered through the dispatcher."""
 
     def __init__(
-        self, client: discord.Client, app: "App", *, edit_interval: float | None, auto_defer_after: float = 2.0
+        self,
+        client: discord.Client,
+        app: "App",
+        *,
+        edit_interval: float | None,
+        auto_defer_after: float = 2.0,
+        track: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
     ) -> None:
         super().__init__(client)
         self.app = app
         self.edit_interval = edit_interval
         self.auto_defer_after = auto_defer_after  # Discord drops unanswered interactions after 3 s
+        self._track = track  # lets the client wait for answers in progress at shutdown
         for command in build_commands(app.commands, self.invoke):
             self.add_command(command)
 
     async def invoke(self, interaction: discord.Interaction, spec: CommandSpec, values: Sequence[Optional[str]]) -> None:
+        with self._track():
+            await self._answer(interaction, spec, values)
+
+    async def _answer(self, interaction: discord.Interaction, spec: CommandSpec, values: Sequence[Optional[str]]) -> None:
         args = positional_args(values)
         if args is None:
             await interaction.response.send_message(f"Usage: {spec.usage}", ephemeral=True)

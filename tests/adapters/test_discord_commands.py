@@ -280,3 +280,23 @@ async def test_commands_work_in_direct_messages(fake, monkeypatch):
         await fake.dispatch("INTERACTION_CREATE", payload)
         message = await answered(fake, payload)
     assert message["content"].startswith("Now talking as Tutor.")
+
+
+async def test_stop_lets_a_command_in_progress_answer_first(fake, monkeypatch):
+    guild = fake.add_guild()
+    channel = fake.add_channel(guild)
+    release = asyncio.Event()
+
+    async def think(ctx, args):
+        await release.wait()
+        return "finished"
+
+    spec = CommandSpec("think", "Think", think, uses_model=True)
+    async with running_bot(fake, monkeypatch, features=[with_commands(spec)]) as bot:
+        payload = fake.interaction(channel, USER_ID, "think")
+        await fake.dispatch("INTERACTION_CREATE", payload)
+        await fake.wait_for(lambda: fake.interaction_responses)
+        bot.stop.set()
+        release.set()
+        await asyncio.wait_for(bot.task, 10)
+    assert [m["content"] for m in fake.interaction_messages(payload)] == ["finished"]
