@@ -78,3 +78,11 @@ async def test_run_exits_2_when_the_token_is_rejected(fake, tmp_path):
     assert process.returncode == 2
     assert b"rejected the token" in output and TOKEN_ENV.encode() in output
     assert wrong.encode() not in output
+
+
+def test_the_example_bot_file_is_valid():
+    from core.settings import load_bot_settings
+
+    settings = load_bot_settings(REPO / "bots" / "telegram.toml")
+    assert settings.telegram.enabled and settings.telegram.token_env == "TELEGRAM_BOT_TOKEN"
+    assert not settings.console.enabled
