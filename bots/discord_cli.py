@@ -47,10 +47,12 @@ async def sync(
     import discord
 
     from adapters.discord import CoreCommandTree, api_endpoint, command_payloads, login, sync_commands
+    from adapters.discord.bot import without_voice
     from core.app import App
     from core.storage.sqlite import SQLiteStore
 
     async with App(settings, store=SQLiteStore(":memory:"), generator=NoModel()) as bot_app:
+        without_voice()
         client = discord.Client(intents=discord.Intents.default())
         tree = CoreCommandTree(client, bot_app, edit_interval=None)
         if dry_run:

@@ -86,11 +86,16 @@ async def use_gateway(client: discord.Client) -> str:
     return url
 
 
+def without_voice() -> None:
+    """The bot never joins voice: skip discord.py's warnings about missing voice libraries."""
+    discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
+
+
 class DiscordBot(discord.Client):
     """One bot's connection. Options here are for tests; everything else comes from the bot file."""
 
     def __init__(self, app: "App", *, guild_ready_timeout: float = 2.0, auto_defer_after: float = 2.0) -> None:
-        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # the bot never joins voice
+        without_voice()
         intents = discord.Intents.default()
         intents.message_content = True  # privileged: enable it in the Developer Portal (see docs/discord.md)
         trace = aiohttp.TraceConfig()
