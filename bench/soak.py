@@ -42,11 +42,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = """
 import sys
+import core.app
 if sys.argv[1] == "safe":
-    from core.app import FEATURES
     from core.safety import setup_safety
-    if setup_safety not in FEATURES:
-        FEATURES.append(setup_safety)
+    if setup_safety not in core.app.FEATURES:
+        core.app.FEATURES.append(setup_safety)
+_enter = core.app.App.__aenter__
+async def _announce(self):
+    app = await _enter(self)
+    sys.stderr.write("soak:ready\\n")  # the store is open: the message's database work starts now
+    sys.stderr.flush()
+    return app
+core.app.App.__aenter__ = _announce
 from bots.cli import main
 sys.argv = ["personabot", *sys.argv[2:]]
 main()
@@ -85,11 +92,12 @@ class Message:
 @dataclass
 class Tally:
     attempts: int = 0
-    kills: int = 0
+    kills: Counter[str] = field(default_factory=Counter)  # by moment
     failed_exits: int = 0
     acked: set[str] = field(default_factory=set)
     replies_seen: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    durations: list[float] = field(default_factory=list)
+    totals: list[float] = field(default_factory=list)  # seconds per successful run
+    tails: list[float] = field(default_factory=list)  # of which after the store was open
     integrity_after_kills: Counter[str] = field(default_factory=Counter)
 
 
@@ -100,37 +108,64 @@ def integrity(db: Path) -> str:
 
 
 async def run_once(args: argparse.Namespace, message: Message, workdir: Path, tally: Tally, rng: random.Random) -> bool:
-    """One `personabot ask` run, maybe killed; True when it exited 0 with a reply."""
+    """One `personabot ask` run, maybe killed; True when it exited 0 with a reply.
+
+    Half the kills land anywhere in the run (start-up, opening and migrating the
+    database), half in the part after the store is open, where the turn is stored,
+    generated, answered and committed.
+    """
     mode = "bare" if args.without_safety else "safe"
     command = [sys.executable, "-c", CHILD, mode, "ask", message.text, "--bot", str(workdir / "bot.toml"),
                "--user", message.user, "--id", message.key]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PERSONABOT_DATA_DIR": str(workdir)}
-    kill_at = None
-    if tally.durations and rng.random() < args.kill_rate:
-        median = statistics.median(tally.durations[-200:])
-        kill_at = rng.uniform(0.6, 1.1) * median
+    kill = None
+    if tally.totals and rng.random() < args.kill_rate:
+        kill = rng.choice(["anytime", "after open"])
     started = time.monotonic()
     tally.attempts += 1
     proc = await asyncio.create_subprocess_exec(
         *command, cwd=workdir, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
+    ready_at: list[float] = []
+
+    async def watch_stderr() -> None:
+        assert proc.stderr is not None
+        async for line in proc.stderr:
+            if line.startswith(b"soak:ready") and not ready_at:
+                ready_at.append(time.monotonic())
+
+    readers = [asyncio.create_task(proc.stdout.read()), asyncio.create_task(watch_stderr())]  # type: ignore[union-attr]
+    exited = asyncio.create_task(proc.wait())
+    killed = False
     try:
-        stdout, _ = await asyncio.wait_for(proc.communicate(), timeout=kill_at or args.run_timeout)
-    except TimeoutError:
-        if proc.returncode is None:
+        if kill == "anytime":
+            delay = rng.uniform(0, 1.1) * statistics.median(tally.totals[-200:])
+            await asyncio.wait([exited], timeout=delay)
+        elif kill == "after open":
+            while not ready_at and not exited.done():
+                await asyncio.wait([exited], timeout=0.005)
+            if not exited.done():
+                await asyncio.wait([exited], timeout=rng.uniform(0, 1.2) * statistics.median(tally.tails[-200:]))
+        else:
+            await asyncio.wait([exited], timeout=args.run_timeout)
+        if not exited.done():
             proc.send_signal(signal.SIGKILL)
-        await proc.wait()
-        if kill_at is None:
-            tally.failed_exits += 1
-            return False
-        tally.kills += 1
-        result = await asyncio.to_thread(integrity, workdir / "soak.db")
-        tally.integrity_after_kills[result] += 1
+            killed = kill is not None
+        await exited
+        stdout, _ = await asyncio.gather(*readers)
+    finally:
+        for task in readers:
+            task.cancel()
+    if killed:
+        tally.kills["with the store open" if ready_at else "before the store was open"] += 1
+        tally.integrity_after_kills[await asyncio.to_thread(integrity, workdir / "soak.db")] += 1
         return False
     if proc.returncode != 0:
         tally.failed_exits += 1
         return False
-    tally.durations.append(time.monotonic() - started)
+    tally.totals.append(time.monotonic() - started)
+    if ready_at:
+        tally.tails.append(time.monotonic() - ready_at[0])
     reply = stdout.decode("utf-8", "replace").strip()
     tally.acked.add(message.key)
     tally.replies_seen[message.key].add(reply)
@@ -165,7 +200,7 @@ async def drive(args: argparse.Namespace, workdir: Path) -> tuple[list[Message],
                 busy.discard(message.user)
             done += 1
             if done % max(1, args.messages // 10) == 0:
-                print(f"  {done}/{args.messages} messages, {tally.kills} kills", flush=True)
+                print(f"  {done}/{args.messages} messages, {sum(tally.kills.values())} kills", flush=True)
 
     await asyncio.gather(*(worker() for _ in range(args.workers)))
     return messages, tally
@@ -230,8 +265,10 @@ def main() -> None:
     elapsed = time.monotonic() - started
     db = workdir / "soak.db"
     figures = count(db, messages, tally)
-    print(f"runs: {tally.attempts} (SIGKILLed: {tally.kills}, failed exits: {tally.failed_exits}); "
-          f"median run {statistics.median(tally.durations):.2f} s; wall {elapsed:.0f} s")
+    kills = ", ".join(f"{moment}: {n}" for moment, n in sorted(tally.kills.items())) or "none"
+    print(f"runs: {tally.attempts}; SIGKILLs: {sum(tally.kills.values())} ({kills}); failed exits: {tally.failed_exits}")
+    print(f"median run {statistics.median(tally.totals):.2f} s, of which {statistics.median(tally.tails):.3f} s "
+          f"with the store open; wall {elapsed:.0f} s")
     print(", ".join(f"{name} {value}" for name, value in figures.items()))
     after = ", ".join(f"{result}: {n}" for result, n in tally.integrity_after_kills.items()) or "no kills"
     print(f"integrity_check after each kill: {after}; at the end: {integrity(db)}")
