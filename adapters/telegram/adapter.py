@@ -66,7 +66,6 @@ class TelegramAdapter:
         self._me: BotIdentity | None = None
         self._aliases: dict[str, str] = {}
         self._webhook_runner: Any = None
-        self.webhook_port: int | None = None  # where the webhook server listens, once started
         self.application = self._build()
 
     def _build(self) -> Application:
@@ -86,10 +85,6 @@ class TelegramAdapter:
         application.add_handler(TypeHandler(Update, self._on_update))
         application.add_error_handler(self._on_error)
         return application
-
-    @property
-    def me(self) -> BotIdentity | None:
-        return self._me
 
     # -- lifecycle -------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -144,17 +139,20 @@ class TelegramAdapter:
 
     async def _start_receiving(self) -> None:
         settings = self.settings
-        if settings.mode == "webhook":
-            await self._start_webhook()
-            return
-        assert self.application.updater is not None
-        await self.application.updater.start_polling(
-            timeout=settings.poll_timeout_s,
-            allowed_updates=ALLOWED_UPDATES,
-            drop_pending_updates=settings.drop_pending_updates,
-            bootstrap_retries=3,
-            error_callback=_polling_error,
-        )
+        try:
+            if settings.mode == "webhook":
+                await self._start_webhook()
+                return
+            assert self.application.updater is not None
+            await self.application.updater.start_polling(
+                timeout=settings.poll_timeout_s,
+                allowed_updates=ALLOWED_UPDATES,
+                drop_pending_updates=settings.drop_pending_updates,
+                bootstrap_retries=3,
+                error_callback=_polling_error,
+            )
+        except TelegramError as error:  # e.g. setWebhook refused the URL
+            raise PlatformError(f"telegram: could not start receiving updates: {type(error).__name__}: {error}") from None
 
     async def _shutdown(self) -> None:
         application = self.application
@@ -173,21 +171,17 @@ class TelegramAdapter:
         await application.shutdown()
         await application.bot.shutdown()
 
-    async def _wait_replies(self, also: asyncio.Task[Any] | None = None) -> bool:
-        """Give replies ``shutdown_grace_s`` to finish, then cancel them (their partial text is
-        kept, see ChatService.respond) and give them as long again to wind down."""
+    async def _wait_replies(self, stopping: asyncio.Task[Any]) -> bool:
+        """Give replies ``shutdown_grace_s`` to finish, then cancel them (ChatService keeps
+        what was shown) and give them as long again to wind down."""
         grace = self.settings.shutdown_grace_s
-        waiting = set(self._replying) | ({also} if also else set())
-        if not waiting:
-            return True
-        _, pending = await asyncio.wait(waiting, timeout=grace)
+        _, pending = await asyncio.wait(self._replying | {stopping}, timeout=grace)
         if not pending:
             return True
         log.warning("shutdown: cancelling %d replies still running after %.1f s", len(self._replying), grace)
         for task in list(self._replying):
             task.cancel()
-        waiting = set(self._replying) | ({also} if also else set())
-        _, pending = await asyncio.wait(waiting, timeout=grace) if waiting else (set(), set())
+        _, pending = await asyncio.wait(self._replying | {stopping}, timeout=grace)
         return not pending
 
     # -- updates ---------------------------------------------------------------------
@@ -312,7 +306,6 @@ class TelegramAdapter:
         site = web.TCPSite(runner, settings.webhook_listen, settings.webhook_port)
         await site.start()
         self._webhook_runner = runner
-        self.webhook_port = settings.webhook_port
         await self.application.bot.set_webhook(
             settings.webhook_url,  # type: ignore[arg-type]
             secret_token=self._webhook_secret,
