@@ -96,6 +96,7 @@ def register(app: typer.Typer) -> None:
         max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget.")] = None,
         loss_on: Annotated[str, typer.Option(help="all (every speaker's turns) or assistant.")] = "all",
         seed: Annotated[int, typer.Option()] = 0,
+        threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: every core; 1 is steadier on a busy machine).")] = None,
         resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.")] = False,
     ) -> None:
         """Train a dialogue model from scratch; the best by validation loss is saved to OUT."""
@@ -106,7 +107,7 @@ def register(app: typer.Typer) -> None:
             vocab_size=vocab_size, block_size=block_size, hidden_size=hidden_size, layers=layers, heads=heads,
             intermediate_size=intermediate_size, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
             max_steps=max_steps, eval_every=eval_every, eval_batches=eval_batches, checkpoint_every=checkpoint_every,
-            patience=patience, max_minutes=max_minutes, loss_on=loss_on, seed=seed,
+            patience=patience, max_minutes=max_minutes, loss_on=loss_on, seed=seed, threads=threads,
         )
         try:
             result = train(cfg, resume=resume)

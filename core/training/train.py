@@ -1,6 +1,6 @@
 """From-scratch training of the dialogue models (Llama-style Transformer or attention-LSTM).
 
-AdamW, linear warmup + cosine decay (transformers' scheduler), gradient clipping,
+AdamW, linear warmup + cosine decay, gradient clipping,
 periodic checkpoints with exact ``resume``, early stopping on validation loss and a
 wall-clock budget. The best model by validation loss is saved in Hugging Face format
 (safetensors + tokenizer + generation_config with eos = ``<|end|>``) in ``out``.
@@ -58,6 +58,7 @@ class TrainConfig:
     max_minutes: float | None = None
     seed: int = 0
     loss_on: str = "all"
+    threads: int | None = None  # torch CPU threads; None = every core
 
     def validate(self) -> None:
         if self.arch not in ARCHS:
@@ -178,6 +179,18 @@ def _set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def lr_factor(cfg: TrainConfig, step: int, minutes: float) -> float:
+    """Linear warmup, then cosine decay to zero over whichever budget runs out first:
+    ``max_steps`` or ``max_minutes``. On a shared CPU the step rate is unpredictable, so
+    a time budget still ends with an annealed model instead of a cut-off one."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    if cfg.max_minutes:
+        progress = max(progress, minutes / cfg.max_minutes)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
 @dataclass
 class TrainResult:
     out: str
@@ -213,18 +226,18 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log: Ca
     cfg.validate()
     import torch
     from tqdm.auto import tqdm
-    from transformers import AutoTokenizer, get_cosine_schedule_with_warmup
+    from transformers import AutoTokenizer
 
     from core.training.tokenizer import build_and_save
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     out = Path(cfg.out)
     ckpt = out / "checkpoint"
     if resume:
         if not (ckpt / "trainer_state.pt").is_file():
             raise ConfigError(f"nothing to resume in {ckpt}")
         saved = json.loads((ckpt / "train_config.json").read_text(encoding="utf-8"))
-        keep = {"max_steps", "max_minutes", "patience", "eval_every", "checkpoint_every"}  # may change on resume
+        keep = {"max_steps", "max_minutes", "patience", "eval_every", "checkpoint_every", "threads"}  # may change on resume
         known = {f.name for f in dataclasses.fields(TrainConfig)}
         cfg = dataclasses.replace(cfg, **{k: v for k, v in saved.items() if k in known and k not in keep})
     elif out.exists() and any(out.iterdir()):
@@ -272,13 +285,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log: Ca
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr, betas=(0.9, 0.95),
     )
-    scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.max_steps)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     state = {"step": 0, "best_val": math.inf, "bad_evals": 0, "tokens": 0, "minutes": 0.0}
     if resume:
         saved_state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
         optimizer.load_state_dict(saved_state["optimizer"])
-        scheduler.load_state_dict(saved_state["scheduler"])
         state = saved_state["state"]
         torch.set_rng_state(saved_state["torch_rng"])
         random.setstate(saved_state["py_rng"])
@@ -291,7 +302,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log: Ca
         model.save_pretrained(str(tmp), safe_serialization=True)
         tok.save_pretrained(str(tmp))
         (tmp / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2), encoding="utf-8")
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "state": state,
+        torch.save({"optimizer": optimizer.state_dict(), "state": state,
                     "torch_rng": torch.get_rng_state(), "py_rng": random.getstate()}, tmp / "trainer_state.pt")
         shutil.rmtree(ckpt, ignore_errors=True)
         tmp.rename(ckpt)  # atomic swap: a crash never leaves a half-written checkpoint
@@ -307,6 +318,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log: Ca
         order = torch.randperm(len(train_w), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
         idx = order[index * cfg.batch_size : (index + 1) * cfg.batch_size].tolist()
         batch = {k: v.to(device) for k, v in collate([train_w[i] for i in idx], pad_id).items()}
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * lr_factor(cfg, state["step"], state["minutes"])
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             loss = model(**batch).loss
         optimizer.zero_grad(set_to_none=True)
@@ -315,7 +328,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log: Ca
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         scaler.step(optimizer)
         scaler.update()
-        scheduler.step()
         n_tok = int(batch["attention_mask"].sum())
         state["step"] += 1
         state["tokens"] += n_tok
