@@ -149,7 +149,10 @@ class DiscordBot(discord.Client):
         guild, channel = message.guild, message.channel
         if guild is None or guild.me is None or not hasattr(channel, "permissions_for"):
             return True, guild is not None
-        permissions = channel.permissions_for(guild.me)  # type: ignore[union-attr]
+        try:
+            permissions = channel.permissions_for(guild.me)  # type: ignore[union-attr]
+        except discord.ClientException:  # a thread whose parent is not cached: let Discord decide
+            return True, True
         may_send = permissions.send_messages_in_threads if isinstance(channel, discord.Thread) else permissions.send_messages
         return may_send, permissions.read_message_history
 

@@ -146,9 +146,14 @@ class CoreCommandTree(app_commands.CommandTree):
         try:
             done, _ = await asyncio.wait({feed}, timeout=self.auto_defer_after)
             if not done:  # unexpectedly slow (a busy database): acknowledge before Discord gives up
-                await outbox.defer()
-        finally:
+                try:
+                    await outbox.defer()
+                except PlatformError as error:  # too late; the answer will fail the same way and be logged
+                    log.warning("%s", error)
             await feed
+        except asyncio.CancelledError:  # shutdown gave up waiting: stop the answer too
+            feed.cancel()
+            raise
         await outbox.finish()
 
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError, /) -> None:

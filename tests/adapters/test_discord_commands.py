@@ -11,9 +11,9 @@ import logging
 import pytest
 
 from core.commands import ArgSpec, CommandSpec
-from core.events import Attachment, Reply
+from core.events import Attachment, CommandCall, ConversationKey, Reply
 from tests.adapters.discord_fake_server import FakeDiscord
-from tests.adapters.discord_harness import ADMIN_ID, USER_ID, running_bot
+from tests.adapters.discord_harness import ADMIN_ID, USER_ID, capture, running_bot
 
 EPHEMERAL = 64
 MANAGE_GUILD = 1 << 5
@@ -300,3 +300,18 @@ async def test_stop_lets_a_command_in_progress_answer_first(fake, monkeypatch):
         release.set()
         await asyncio.wait_for(bot.task, 10)
     assert [m["content"] for m in fake.interaction_messages(payload)] == ["finished"]
+
+
+async def test_a_command_in_a_thread_acts_on_the_threads_conversation(fake, monkeypatch):
+    guild = fake.add_guild()
+    channel = fake.add_channel(guild)
+    thread = fake.add_thread(guild, channel)
+    events = []
+    async with running_bot(fake, monkeypatch, features=[capture(events)]):
+        payload = fake.interaction(thread, USER_ID, "reset")
+        await fake.dispatch("INTERACTION_CREATE", payload)
+        await answered(fake, payload)
+    [event] = events
+    assert event.key == ConversationKey("discord", str(channel), str(thread))
+    assert (event.space_id, event.command) == (str(guild), CommandCall("reset"))
+    assert event.event_id == f"discord:interaction:{payload['id']}"
