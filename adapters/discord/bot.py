@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 MAX_RATE_LIMIT_WAIT = 30.0  # seconds; discord.py's floor for max_ratelimit_timeout
 DISCORD_API = Route.BASE
-DEFAULT_GATEWAY = DiscordWebSocket.DEFAULT_GATEWAY
 INTENT_HELP = (
     "discord: the Message Content intent is not enabled for this bot. Open"
     " https://discord.com/developers/applications, choose the application, then Bot →"
