@@ -229,9 +229,10 @@ def config_show(bot: BotOption = None) -> None:
 
 def _register_optional_commands() -> None:
     """Sub-commands contributed by other modules (training, adapters, privacy, plugins)."""
-    from bots import training_cli
+    from bots import discord_cli, plugins_cli, training_cli
 
-    training_cli.register(app)
+    for module in (training_cli, discord_cli, plugins_cli):
+        module.register(app)
 
 
 def main() -> None:

@@ -51,6 +51,7 @@ Measure = Callable[[str], int]
 
 _BOUNDARIES = ("\n\n", "\n", ". ", "! ", "? ", "。", "！", "？", "; ", "；", ", ", "，", " ")
 FENCE = "```"
+_FENCE_LANGUAGE = re.compile(r"[\w+#.-]{0,20}(?=\n)|")  # a language tag, else nothing
 
 
 def _longest_fitting_prefix(text: str, limit: int, measure: Measure) -> int:
@@ -73,16 +74,18 @@ def _best_cut(text: str, limit: int, measure: Measure, fences: bool) -> int:
     fitting = _longest_fitting_prefix(text, limit, measure)
     window = text[:fitting]
     floor = fitting // 3  # do not produce tiny parts when a boundary is far back
-    for boundary in _BOUNDARIES:
-        search_end = len(window)
-        while True:
-            index = window.rfind(boundary, 0, search_end)
-            cut = index + len(boundary)
-            if index < 0 or cut <= floor:
-                break
-            if not (fences and _inside_fence(text, cut)):
-                return cut
-            search_end = index
+    # With fences, first look for a boundary outside code blocks, then anywhere.
+    for outside_only in (True, False) if fences else (False,):
+        for boundary in _BOUNDARIES:
+            search_end = len(window)
+            while True:
+                index = window.rfind(boundary, 0, search_end)
+                cut = index + len(boundary)
+                if index < 0 or cut <= floor:
+                    break
+                if not (outside_only and _inside_fence(text, cut)):
+                    return cut
+                search_end = index
     return max(fitting, 1)
 
 
@@ -107,8 +110,8 @@ def split_text(text: str, limit: int, measure: Measure = len, *, fences: bool = 
         rest = rest[cut:]
         reopen = ""
         if fences and _inside_fence(head, len(head)):
-            opening = head[head.rfind(FENCE):]
-            language = opening[len(FENCE):].split("\n", 1)[0] if "\n" in opening else ""
+            opening = head[head.rfind(FENCE) + len(FENCE) :]
+            language = _FENCE_LANGUAGE.match(opening).group(0) if "\n" in opening else ""
             head += "\n" + FENCE if not head.endswith("\n") else FENCE
             reopen = FENCE + language + "\n"
         parts.append(head)
