@@ -161,8 +161,6 @@ def _load_blocking(key: tuple[Any, ...], source: str, is_local: bool, adapter: s
     except Exception as exc:
         raise GenerationError(f"cannot load model {source}: {type(exc).__name__}: {exc}") from exc
     if adapter:
-        if not Path(adapter).is_dir():
-            raise GenerationError(f"LoRA adapter folder {adapter} does not exist")
         try:
             from peft import PeftModel
 
@@ -183,6 +181,8 @@ async def acquire_model(
     source, is_local = resolve_source(model)
     if adapter:
         adapter = str(Path(adapter).expanduser().resolve())
+        if not Path(adapter).is_dir():
+            raise GenerationError(f"LoRA adapter folder {adapter} does not exist")
     key = (source, adapter, device, dtype, trust_remote_code)
     with _CACHE_LOCK:
         future = _CACHE.get(key)

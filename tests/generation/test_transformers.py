@@ -215,3 +215,21 @@ async def test_cancel_by_conversation_id(llama):
     assert (rest or [first])[-1].finish_reason is FinishReason.CANCELLED
     assert (await llama.health())["generated_tokens"] - before["generated_tokens"] < 3000
     assert llama.cancel("telegram:5") == 0
+
+
+async def test_lora_adapter_is_merged_at_load(tmp_path, llama_dir, llama):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(llama_dir)
+    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    tuned = await TransformersGenerator.load(str(llama_dir), adapter=str(tmp_path / "adapter"), batching=False)
+    try:
+        assert tuned.model is not llama.model
+        assert not any("lora" in name for name, _ in tuned.model.named_parameters())
+        assert text_of(await collect(tuned, greedy(16))) != text_of(await collect(llama, greedy(16)))
+    finally:
+        await tuned.aclose()
+    with pytest.raises(GenerationError, match="adapter"):
+        await TransformersGenerator.load(str(llama_dir), adapter=str(tmp_path / "missing"))
