@@ -110,6 +110,10 @@ class TextClassifier:
         self._pipe = pipe
         self._settings = settings
         self._lock = asyncio.Lock()  # a fast tokenizer must not be used from two threads at once
+        # Long texts are cut to what the model can read (tokenizer files do not always say).
+        sizes = (getattr(pipe.tokenizer, "model_max_length", None), getattr(pipe.model.config, "max_position_embeddings", None))
+        self._max_tokens = min((n for n in sizes if isinstance(n, int) and 0 < n < 1_000_000), default=512)
+        self.errors = 0
 
     @classmethod
     async def load(cls, path: str, settings: ClassifierSettings) -> "TextClassifier":
@@ -136,8 +140,15 @@ class TextClassifier:
         return cls(pipe, settings)
 
     async def classify(self, text: str) -> Finding | None:
-        async with self._lock:
-            scores = await asyncio.to_thread(self._pipe, text, truncation=True)
+        """The flagged label, if any. A failing model is logged and flags nothing: the
+        word lists still apply, and chat keeps working."""
+        try:
+            async with self._lock:
+                scores = await asyncio.to_thread(self._pipe, text, truncation=True, max_length=self._max_tokens)
+        except Exception:
+            self.errors += 1
+            log.exception("moderation classifier failed; this text was checked by the word lists only")
+            return None
         if scores and isinstance(scores[0], list):  # some versions nest one list per input
             scores = scores[0]
         for item in scores:
