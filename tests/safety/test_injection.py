@@ -51,6 +51,17 @@ def test_the_prompt_builder_keeps_user_text_out_of_the_system_prompt(injection):
     assert roles_holding(prompt, injection) == {"user"}
 
 
+@pytest.mark.parametrize("injection", INJECTIONS)
+def test_a_name_the_user_chose_stays_out_of_the_system_prompt(injection):
+    from core.personalization.profiles import preference_sections
+
+    sections = preference_sections({"name": injection, "language": "zh", "tone": "formal"})
+    history = [ChatMessage("user", "hi")]
+    prompt = build_prompt(PERSONA, history, words, Budget(10_000, 100), sections)
+    assert "Reply in Chinese" in prompt[0].content  # validated choices are trusted…
+    assert roles_holding(prompt, injection) == {"user"}  # …the free-text name is not
+
+
 async def test_through_the_chat_path_the_model_is_asked_with_user_text_in_user_turns_only():
     generator = ScriptedGenerator(["noted"])
     async with safe_app(generator=generator) as app:
