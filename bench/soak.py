@@ -1,7 +1,7 @@
 """Soak: many messages through the real CLI, SIGKILLs at random moments, then count.
 
-    python bench/soak.py                                     # 10,000 messages, 200 users
-    python bench/soak.py --messages 300 --users 30           # a short run, a few minutes
+    python bench/soak.py                           # 10,000 messages, 200 users (hours on 2 cores)
+    python bench/soak.py --messages 100 --users 20 # a short run: a couple of minutes
 
 Each message is one ``personabot ask TEXT --user U --id KEY`` subprocess on a shared
 SQLite file, with a scripted model (no ML), ``--workers`` at a time. A fraction of

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -24,8 +23,6 @@ from core.settings import LimitsSettings
 
 if TYPE_CHECKING:
     from core.dispatcher import Context, Handler
-
-log = logging.getLogger(__name__)
 
 PRUNE_ABOVE = 10_000  # buckets kept before idle (full) ones are dropped
 

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from core.events import ChatMessage, ConversationKey
+from core.events import ChatMessage
 from core.generation.scripted import ScriptedGenerator
 from core.personas import Persona
 from core.prompt import Budget, PromptSection, build_prompt

@@ -135,3 +135,14 @@ async def test_the_generation_cap_queues_within_the_wait():
         assert outbox.texts == ["first answer", "second answer"]
         health = await app.generator.health()
         assert (health["in_flight"], health["waiting"], health["concurrency_limit"]) == (0, 0, 1)
+
+
+async def test_idle_buckets_are_forgotten_so_memory_stays_bounded(monkeypatch):
+    monkeypatch.setattr("core.safety.limits.PRUNE_ABOVE", 4)
+    async with safe_app() as app:
+        clock, outbox = Clock(), RecordingOutbox()
+        limiter = use_clock(app, clock)
+        for n in range(20):
+            clock.now += 3600  # everyone before is idle and full again
+            assert await send(app, outbox, user=f"telegram:{n}") == [REPLY]
+        assert len(limiter._buckets) <= 6  # 4 kept at most before pruning, plus this user's and chat's
