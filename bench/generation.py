@@ -204,6 +204,7 @@ async def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--repetition-penalty", type=float, default=1.15)
     parser.add_argument("--skip-second-turn", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice, one per core)")
     parser.add_argument("--sequential-max", type=int, default=8, help="sequential baseline runs at most this many prompts")
     args = parser.parse_args()
 
@@ -211,6 +212,8 @@ async def main() -> None:
 
     from core.generation.transformers_backend import TransformersGenerator
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     levels = [int(x) for x in args.concurrency.split(",")]
     tmp = tempfile.TemporaryDirectory()
     if args.model:

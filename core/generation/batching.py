@@ -19,10 +19,11 @@ and reply, recomputes only the new tokens: time to first token does not grow wit
 history. Under memory pressure transformers drops all cached blocks at once (live
 requests always win); ``cache_tokens`` sizes the cache.
 
-transformers' batch sampler has no repetition penalty and no per-request greedy mode;
-both are added here: a per-request repetition-penalty processor, and ``top_k=1`` for
-``temperature=0`` (argmax). Per-request seeds are not supported by the batch sampler:
-the generator sends seeded requests down its sequential path.
+transformers' batch sampler lacks a repetition penalty and per-request greedy decoding;
+:func:`sampling_processor` applies repetition penalty, temperature, top-k and top-p per
+request, and ``temperature=0`` becomes ``top_k=1`` (argmax). Per-request seeds are not
+supported by the batch sampler: the generator sends seeded requests down its sequential
+path.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from core.events import FinishReason, GenerationParams
 
 log = logging.getLogger(__name__)
 
-BASE_TEMPERATURE, BASE_TOP_K, BASE_TOP_P = 0.7, 50, 0.9  # defaults; every request sends its own
 _ids = itertools.count()
 
 
@@ -47,47 +47,72 @@ def supports_batching(model: Any) -> bool:
     return bool(getattr(model, "_supports_attention_backend", False))
 
 
-def _repetition_penalty_processor() -> Any:
-    """A per-request repetition penalty in transformers' batched logits-processor API.
+def sampling_processor() -> Any:
+    """Per-request sampling controls as one processor in transformers' batched API.
 
-    Like ``RepetitionPenaltyLogitsProcessor``: every token already in the sequence (prompt
-    and reply) has its logit divided by the penalty when positive, multiplied when negative.
+    Applies, per row and in ``generate``'s order: repetition penalty (every token already in
+    the sequence, prompt and reply, has its logit divided by the penalty when positive,
+    multiplied when negative), temperature, top-k and top-p. One ``topk`` over the largest
+    requested k replaces full-vocabulary sorts, which dominate a small model's step on a CPU.
     """
     import torch
     from transformers.generation.continuous_batching.cb_logits_processors import ContinuousBatchingLogitsProcessor
 
-    class RepetitionPenalty(ContinuousBatchingLogitsProcessor):
-        supported_kwargs = {"repetition_penalty": float}
+    class Sampling(ContinuousBatchingLogitsProcessor):
+        supported_kwargs = {"temperature": float, "top_k": int, "top_p": float, "repetition_penalty": float}
         ignored_kwargs = ()
 
         def __init__(self) -> None:
             self._rows: list[list[int]] = []
+            self._params: list[tuple[float, int, float, float]] = []
 
         def fill_defaults(self, int32_tensor: Any) -> None:
-            int32_tensor.copy_(torch.ones_like(int32_tensor, dtype=torch.float32).view(dtype=torch.int32))
+            int32_tensor.zero_()  # unused: the parameters are read in prepare_tensor_args
 
         def prepare_tensor_args(self, requests_with_new_token: list[Any]) -> Any:
-            # Called on the batch thread right before __call__ for the same batch (async batching is off).
-            self._rows = [r.state.initial_tokens + r.state.generated_tokens for r in requests_with_new_token]
-            values = [float(r.state.logit_processor_kwargs.get("repetition_penalty", 1.0)) for r in requests_with_new_token]
-            return torch.tensor(values, dtype=torch.float32).view(dtype=torch.int32)
+            # Runs on the batch thread just before __call__ for the same batch (async batching is off).
+            self._rows, self._params = [], []
+            for request in requests_with_new_token:
+                state = request.state
+                kw = state.logit_processor_kwargs
+                penalty = float(kw.get("repetition_penalty", 1.0))
+                self._rows.append(state.initial_tokens + state.generated_tokens if penalty != 1.0 else [])
+                self._params.append((float(kw.get("temperature", 1.0)), int(kw.get("top_k", 0)), float(kw.get("top_p", 1.0)), penalty))
+            return torch.zeros(len(requests_with_new_token), dtype=torch.int32)
 
         def __call__(self, scores: Any, tensor_arg: Any) -> Any:
-            penalty = tensor_arg[: scores.size(0)].view(dtype=torch.float32)
-            rows = [i for i in range(min(len(self._rows), scores.size(0))) if penalty[i] != 1.0 and self._rows[i]]
-            if not rows:
-                return scores
-            width = max(len(self._rows[i]) for i in rows)
-            index = torch.tensor([self._rows[i] + self._rows[i][:1] * (width - len(self._rows[i])) for i in rows], device=scores.device)
-            picked = torch.tensor(rows, device=scores.device)
-            p = penalty.to(scores.device)[picked].unsqueeze(-1)
-            sub = scores[picked]
-            seen = sub.gather(1, index)
-            sub.scatter_(1, index, torch.where(seen < 0, seen * p, seen / p))
-            scores[picked] = sub
-            return scores
+            return apply_sampling(scores, self._rows, self._params)
 
-    return RepetitionPenalty()
+    return Sampling()
+
+
+def apply_sampling(scores: Any, rows: list[list[int]], params: list[tuple[float, int, float, float]]) -> Any:
+    """Filtered logits for ``scores`` [B, V]; ``params[i]`` = (temperature, top_k, top_p, penalty)."""
+    import torch
+
+    n, vocab = scores.size(0), scores.size(-1)
+    params = params[:n]
+    device = scores.device
+    penalised = [i for i, p in enumerate(params) if p[3] != 1.0 and rows[i]]
+    if penalised:
+        width = max(len(rows[i]) for i in penalised)
+        index = torch.tensor([rows[i] + rows[i][:1] * (width - len(rows[i])) for i in penalised], device=device)
+        picked = torch.tensor(penalised, device=device)
+        penalty = torch.tensor([params[i][3] for i in penalised], device=device, dtype=scores.dtype).unsqueeze(-1)
+        sub = scores[picked]
+        seen = sub.gather(1, index)
+        sub.scatter_(1, index, torch.where(seen < 0, seen * penalty, seen / penalty))
+        scores[picked] = sub
+    temperature = torch.tensor([p[0] for p in params], device=device, dtype=scores.dtype).unsqueeze(-1)
+    ks = [min(p[1], vocab) if p[1] > 0 else vocab for p in params]
+    values, index = (scores / temperature).topk(max(ks), dim=-1)  # sorted, largest first
+    k = torch.tensor(ks, device=device).unsqueeze(-1)
+    values = values.masked_fill(torch.arange(values.size(-1), device=device) >= k, float("-inf"))
+    top_p = torch.tensor([p[2] for p in params], device=device, dtype=scores.dtype).unsqueeze(-1)
+    probs = values.softmax(dim=-1)
+    before = probs.cumsum(dim=-1) - probs  # probability mass ranked above each candidate
+    values = values.masked_fill(before >= top_p, float("-inf"))
+    return torch.full_like(scores, float("-inf")).scatter_(1, index, values)
 
 
 class BatchedRequest:
@@ -163,26 +188,25 @@ class ContinuousBatcher:
         from transformers import GenerationConfig
         from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
-        config = GenerationConfig(
-            do_sample=True, temperature=BASE_TEMPERATURE, top_k=BASE_TOP_K, top_p=BASE_TOP_P,
-            eos_token_id=self.stop_ids or -1, pad_token_id=self.tokenizer.pad_token_id,
-        )
+        # Sampling without transformers' own warpers: every request brings its own (sampling_processor).
+        config = GenerationConfig(do_sample=True, temperature=None, top_k=None, top_p=None,
+                                  eos_token_id=self.stop_ids or -1, pad_token_id=self.tokenizer.pad_token_id)
         cb_config = ContinuousBatchingConfig(
             page_size=self.page_size,
             num_blocks=-(-self.cache_tokens // self.page_size) if self.cache_tokens else None,
             max_batch_tokens=None if self.model.device.type == "cuda" else 512,
             max_requests_per_batch=self.max_batch_size,
-            per_request_processors=True,
             allow_block_sharing=True,
-            use_async_batching=False,  # the repetition penalty reads the batch it was prepared for
+            use_async_batching=False,  # the sampling processor reads the batch it was prepared for
             auto_switch_to_flash=False,
         )
         try:
             manager = self.model.init_continuous_batching(generation_config=config, continuous_batching_config=cb_config)
             processors = manager.logit_processor
-            processors.logits_processor.insert(0, _repetition_penalty_processor())
-            processors.tensors_required += 1
-            processors.supported_keys["repetition_penalty"] = float
+            processors.logits_processor.clear()
+            processors.logits_processor.append(sampling_processor())
+            processors.tensors_required = 1
+            processors.supported_keys = dict(processors.logits_processor[0].supported_kwargs)
             processors.do_processing = True
             manager.start()
         except Exception as exc:

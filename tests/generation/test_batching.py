@@ -211,3 +211,22 @@ async def test_next_turn_reuses_the_previous_turns_cache(batched, steps):
     start = len(steps)
     await collect(batched, fresh)
     assert steps.widths[start] >= batched.count_tokens(fresh.messages) // 2  # control: no cache for new text
+
+
+@pytest.mark.parametrize(("temperature", "top_k", "top_p", "penalty"), [(0.7, 50, 0.9, 1.15), (1.3, 5, 1.0, 1.0), (1.0, 1, 1.0, 1.3), (0.9, 0, 0.5, 0.9)])
+def test_batched_sampling_filters_like_generate(temperature, top_k, top_p, penalty):
+    """The batch's sampling processor leaves the same candidates and logits as generate's chain."""
+    import torch
+    from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    from core.generation.batching import apply_sampling
+
+    torch.manual_seed(3)
+    scores = torch.randn(3, 400) * 3
+    rows = [[5, 9, 9, 300], [1, 2, 3], [399, 0]]
+    chain = LogitsProcessorList([RepetitionPenaltyLogitsProcessor(penalty), TemperatureLogitsWarper(temperature)]
+                                + ([TopKLogitsWarper(top_k)] if top_k else []) + ([TopPLogitsWarper(top_p)] if top_p < 1 else []))
+    expected = torch.cat([chain(torch.tensor([row]), scores[i : i + 1].clone()) for i, row in enumerate(rows)])
+    got = apply_sampling(scores.clone(), rows, [(temperature, top_k, top_p, penalty)] * 3)
+    assert torch.equal(torch.isfinite(got), torch.isfinite(expected))
+    assert torch.allclose(got[torch.isfinite(got)], expected[torch.isfinite(expected)])
