@@ -81,7 +81,12 @@ def sampling_processor() -> Any:
             return torch.zeros(len(requests_with_new_token), dtype=torch.int32)
 
         def __call__(self, scores: Any, tensor_arg: Any) -> Any:
-            return apply_sampling(scores, self._rows, self._params)
+            # Rows beyond the requests with a new token (a prompt still being prefilled in
+            # chunks) are placeholders whose samples transformers discards: left as they are.
+            m = min(scores.size(0), len(self._params))
+            if m:
+                scores[:m] = apply_sampling(scores[:m], self._rows, self._params)
+            return scores
 
     return Sampling()
 
@@ -90,8 +95,7 @@ def apply_sampling(scores: Any, rows: list[list[int]], params: list[tuple[float,
     """Filtered logits for ``scores`` [B, V]; ``params[i]`` = (temperature, top_k, top_p, penalty)."""
     import torch
 
-    n, vocab = scores.size(0), scores.size(-1)
-    params = params[:n]
+    vocab = scores.size(-1)
     device = scores.device
     penalised = [i for i, p in enumerate(params) if p[3] != 1.0 and rows[i]]
     if penalised:

@@ -230,3 +230,15 @@ def test_batched_sampling_filters_like_generate(temperature, top_k, top_p, penal
     got = apply_sampling(scores.clone(), rows, [(temperature, top_k, top_p, penalty)] * 3)
     assert torch.equal(torch.isfinite(got), torch.isfinite(expected))
     assert torch.allclose(got[torch.isfinite(got)], expected[torch.isfinite(expected)])
+
+
+async def test_long_prompt_prefilled_in_chunks_while_others_decode(batched, steps):
+    long_text = " ".join(["the quick brown fox jumps over the lazy dog, 你好!"] * 60)
+    assert batched.count_tokens((ChatMessage("user", long_text),)) > 600  # more than one 512-token step
+    params = greedy(12, repetition_penalty=1.2)
+    shorts = [asyncio.create_task(collect(batched, request(p, user=f"s{i}", params=params))) for i, p in enumerate(PROMPTS[:2])]
+    await settle(lambda: len(steps) > 1)
+    long = await collect(batched, request(long_text, user="long", params=params))
+    assert text_of(long) == reference(batched, long_text, 12, 1.2)
+    for prompt, task in zip(PROMPTS, shorts):
+        assert text_of(await task) == reference(batched, prompt, 12, 1.2)
