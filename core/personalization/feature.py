@@ -33,6 +33,7 @@ from core.personalization.facts import extract_facts
 from core.personalization.memory import current_facts, rank_memories, visible_in
 from core.personalization.privacy import (
     LinkCodes,
+    apply_retention,
     export_json,
     export_user_data,
     forget_user_data,
@@ -81,7 +82,8 @@ class Personalization:
         self.catalog = catalog
         self.persona_vectors = personas
         self.links = LinkCodes(app.store, options.link_code_ttl_s)
-        self.clock = time.time
+        self.clock = time.time  # wall time: memory ages
+        self.monotonic = time.monotonic  # deadlines: forget confirmations, link attempts
         self._activity: dict[str, _Activity] = {}
         self._forget_requests: dict[str, float] = {}  # user -> monotonic deadline of the confirmation
         self._link_failures: dict[str, deque[float]] = {}
@@ -361,7 +363,7 @@ class Personalization:
 
     async def forget_command(self, ctx: Context, args: tuple[str, ...]) -> str:
         user = ctx.event.user.qualified
-        now = time.monotonic()
+        now = self.monotonic()
         if not args:
             self._forget_requests = {u: t for u, t in self._forget_requests.items() if t > now}
             self._forget_requests[user] = now + self.options.forget_confirm_ttl_s
@@ -462,7 +464,7 @@ class Personalization:
             user_message=f"That code is not valid. Codes work once and expire after {minutes} minutes; send /link for a new one.",
         )
         failures = self._link_failures.setdefault(user, deque())
-        now = time.monotonic()
+        now = self.monotonic()
         while failures and failures[0] < now - 3600:
             failures.popleft()
         if len(failures) >= self.options.link_attempts_per_hour:
@@ -598,6 +600,7 @@ async def setup_personalization(app: "App", stack: AsyncExitStack) -> None:
     app.personalization = feature  # type: ignore[attr-defined]
     days = app.settings.storage.retention_days
     if days:
+        await apply_retention(app.store, days)  # before the first message is answered
         task = asyncio.create_task(retention_loop(app.store, days, options.retention_check_s), name="retention")
 
         async def stop_retention() -> None:

@@ -62,15 +62,15 @@ async def apply_retention(store: Store, days: int, now: float | None = None) -> 
 
 
 async def retention_loop(store: Store, days: int, interval_s: float) -> None:
-    """Apply retention now and then every ``interval_s`` seconds, until cancelled."""
+    """Apply retention every ``interval_s`` seconds, until cancelled."""
     while True:
+        await asyncio.sleep(interval_s)
         try:
             deleted = await apply_retention(store, days)
             if deleted:
                 log.info("retention: deleted %d messages older than %d days", deleted, days)
         except Exception:  # a failed sweep is retried at the next interval
             log.exception("retention sweep failed")
-        await asyncio.sleep(interval_s)
 
 
 # -- link codes ------------------------------------------------------------------------

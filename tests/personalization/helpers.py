@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import re
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from core.app import App
-from core.events import ChatKind, Reply
+from core.events import ChatKind, Chunk, FinishReason, GenerationRequest, Reply
 from core.generation.scripted import ScriptedGenerator
 from core.personalization import setup_personalization
 from core.storage.sqlite import SQLiteStore
@@ -75,10 +76,10 @@ def bot_settings(**personalization):
 
 @contextlib.asynccontextmanager
 async def personal_app(
-    db: Path | str = ":memory:", *, replies=None, embedder=None, settings=None, hold=None, context_window=2048,
+    db: Path | str = ":memory:", *, replies=None, embedder=None, settings=None, generator=None, context_window=2048,
     **personalization,
 ) -> AsyncIterator[App]:
-    generator = ScriptedGenerator(replies or ["Nice to hear that!"], hold=hold, context_window=context_window)
+    generator = generator or ScriptedGenerator(replies or ["Nice to hear that!"], context_window=context_window)
     app = App(
         settings or bot_settings(**personalization),
         store=SQLiteStore(db),
@@ -145,3 +146,25 @@ def rows_naming(db: Path, needles: Sequence[str]) -> dict[str, list[tuple]]:
 def table_names(db: Path) -> list[str]:
     with contextlib.closing(sqlite3.connect(db)) as conn:
         return [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+
+
+class GatedGenerator(ScriptedGenerator):
+    """Replies at once, except to a message containing ``gate_on``: that reply streams
+    its first word, then waits for ``gate`` (a reply in flight, for forget tests)."""
+
+    def __init__(self, gate_on: str = "slow") -> None:
+        super().__init__(["Sure thing."])
+        self.gate_on = gate_on
+        self.started = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        if self.gate_on not in request.messages[-1].content:
+            async for chunk in super().stream(request):
+                yield chunk
+            return
+        self.requests.append(request)
+        yield Chunk("Partial ")
+        self.started.set()
+        await self.gate.wait()
+        yield Chunk("answer.", FinishReason.STOP)
