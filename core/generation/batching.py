@@ -40,6 +40,16 @@ from core.events import FinishReason, GenerationParams
 log = logging.getLogger(__name__)
 
 _ids = itertools.count()
+CPU_CACHE_BYTES = 1 << 30  # default KV-cache budget on a CPU
+
+
+def kv_bytes_per_token(model: Any) -> int:
+    """Bytes of keys and values one token takes in the cache, over all layers."""
+    config = model.config.get_text_config()
+    heads = getattr(config, "num_attention_heads", 1)
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    return 2 * config.num_hidden_layers * kv_heads * head_dim * model.dtype.itemsize
 
 
 def supports_batching(model: Any) -> bool:
@@ -175,9 +185,12 @@ class ContinuousBatcher:
         self.max_active_per_user = max_active_per_user or max(1, max_batch_size // 4)
         self.max_waiting_per_user = max_waiting_per_user or max(1, max_queue // 4)
         on_gpu = model.device.type == "cuda"
-        # On a GPU transformers sizes the cache from free memory; on a CPU we size it: room for a
-        # full batch of full windows plus as much again for cached prefixes of idle conversations.
-        self.cache_tokens = cache_tokens or (None if on_gpu else 2 * max_batch_size * context_window)
+        # On a GPU transformers sizes the cache from free memory. On a CPU we do: room for a full
+        # batch of full windows plus as much again for cached prefixes of idle conversations,
+        # within CPU_CACHE_BYTES.
+        if cache_tokens is None and not on_gpu:
+            cache_tokens = min(2 * max_batch_size * context_window, max(CPU_CACHE_BYTES // kv_bytes_per_token(model), 4 * page_size))
+        self.cache_tokens = cache_tokens
         self.page_size = page_size
         self._waiting: dict[str, deque[BatchedRequest]] = {}
         self._turns: deque[str] = deque()  # users with waiting requests, round-robin order

@@ -295,7 +295,7 @@ class TransformersGenerator:
         try:
             generator = cls(shared, context_window=context_window)
             if batching is not False and shared.batcher is None:
-                await generator._start_batcher(
+                generator._start_batcher(
                     required=batching is True, max_batch_size=max_batch_size, max_queue=max_queue,
                     max_active_per_user=max_active_per_user, max_waiting_per_user=max_waiting_per_user, cache_tokens=cache_tokens,
                 )
@@ -305,7 +305,7 @@ class TransformersGenerator:
             await release_model(shared)
             raise
 
-    async def _start_batcher(self, *, required: bool, **options: Any) -> None:
+    def _start_batcher(self, *, required: bool, **options: Any) -> None:
         from core.generation.batching import ContinuousBatcher, supports_batching
 
         if not supports_batching(self.model):
@@ -314,7 +314,7 @@ class TransformersGenerator:
             return
         batcher = ContinuousBatcher(self.model, self.tokenizer, self.stop_ids, context_window=self.context_window, **options)
         try:
-            await asyncio.to_thread(batcher.start)
+            batcher.start()  # quick, and on the loop: two loads of one model cannot both start one
         except GenerationError as exc:
             if required:
                 raise
