@@ -4,11 +4,14 @@
     async for chunk in gen.stream(GenerationRequest(messages)): ...
 
 Loading happens once per (model, adapter, device, dtype) in a process: two bots that name
-the same model share its weights (and its batch). Model work runs off the event loop:
-one ``model.generate`` at a time on a worker thread, streamed through transformers'
-``AsyncTextIteratorStreamer``. A ``StoppingCriteria`` watching a cancel flag and the
-deadline stops that thread on timeout, on a stop string and when the consumer stops
-iterating.
+the same model share its weights and its batch. Attention models are served by the
+continuous batcher (:mod:`core.generation.batching`): concurrent conversations share
+forward passes. Other models (the LSTM baseline), seeded requests and ``batching=False``
+take the sequential path: one ``model.generate`` at a time on a worker thread, streamed
+through transformers' ``AsyncTextIteratorStreamer``, stopped by a ``StoppingCriteria``
+that watches a cancel flag and the deadline. Either way a stream ends on eos or any other
+control token, a stop string, ``max_new_tokens``, the timeout, ``cancel(conversation_id)``
+or when its consumer stops iterating, and the model work for it stops too.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import concurrent.futures
 import copy
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
