@@ -54,6 +54,7 @@ Op = Callable[[aiosqlite.Connection], Awaitable[T]]
 
 BUSY_TIMEOUT_MS = 5000
 MAX_BATCH = 512  # operations per group commit
+RETENTION_CHUNK = 2000  # old messages deleted per transaction
 MEMORY_SCOPES = ("private", "group")
 AUDIT_OUTCOMES = ("ok", "denied", "error")
 FORGOTTEN = "[forgotten]"
@@ -164,9 +165,13 @@ async def _all(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -
 
 
 async def _changes(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> int:
+    """Rows changed by one INSERT/UPDATE/DELETE (sqlite3 reports -1 for a statement
+    starting with WITH, hence the check)."""
     cursor = await db.execute(sql, params)
     count = cursor.rowcount
     await cursor.close()
+    if count < 0:
+        raise StorageError(f"no row count for: {sql.split()[0]}")
     return count
 
 
@@ -711,24 +716,34 @@ class SQLiteStore(PluginDataMixin):
     async def delete_messages_before(self, timestamp: float) -> int:
         """Retention: delete older messages (a reply goes with its user turn), closed
         conversations left empty, and de-duplication ids seen before ``timestamp``.
-        Returns the number of messages deleted."""
+        Returns the number of messages deleted.
+
+        Runs as a series of transactions of at most RETENTION_CHUNK old messages, so a
+        first run over a large history does not hold up the chats; each one is atomic
+        (a crash midway leaves fewer old messages, never half a turn)."""
         cutoff = float(timestamp)
 
-        async def op(db: aiosqlite.Connection) -> int:
-            deleted = await _changes(
+        async def chunk(db: aiosqlite.Connection) -> int:
+            return await _changes(
                 db,
-                """DELETE FROM messages WHERE created_at < ?1
-                   OR reply_to IN (SELECT id FROM messages WHERE created_at < ?1 AND role = 'user')""",
-                (cutoff,),
+                """DELETE FROM messages
+                   WHERE id IN (SELECT id FROM messages WHERE created_at < ?1 ORDER BY created_at, id LIMIT ?2)
+                   OR reply_to IN (SELECT id FROM messages WHERE created_at < ?1 ORDER BY created_at, id LIMIT ?2)""",
+                (cutoff, RETENTION_CHUNK),
             )
+
+        async def tidy(db: aiosqlite.Connection) -> None:
             await db.execute(
                 """DELETE FROM conversations WHERE active = 0
                    AND NOT EXISTS (SELECT 1 FROM messages WHERE conversation_id = conversations.id)"""
             )
             await db.execute("DELETE FROM processed_events WHERE seen_at < ?", (cutoff,))
-            return deleted
 
-        return await self._write("delete_messages_before", op, atomic=True)
+        total = 0
+        while deleted := await self._write("delete_messages_before", chunk):
+            total += deleted
+        await self._write("delete_messages_before", tidy, atomic=True)
+        return total
 
     # -- memories --------------------------------------------------------------------
 

@@ -218,6 +218,20 @@ async def test_retention_with_a_clock(tmp_path):
         assert (await store.active_conversation(DM)).id == fresh.id
 
 
+async def test_retention_in_chunks_never_splits_a_turn(tmp_path, monkeypatch):
+    monkeypatch.setattr("core.storage.sqlite.RETENTION_CHUNK", 3)
+    clock = Clock()
+    async with SQLiteStore(tmp_path / "bot.db", clock=clock) as store:
+        conversation = await store.active_conversation(DM)
+        for i in range(10):
+            clock.now = 1000.0 + i
+            turn = await store.add_user_message(conversation.id, ANN, f"q{i}")
+            clock.now = 1000.5 + i  # the reply of the turn at 1009 lands after the cutoff
+            await store.add_reply(turn.id, f"a{i}")
+        assert await store.delete_messages_before(1009.2) == 20
+        assert await store.history(conversation.id) == []
+
+
 # -- opening, migrations, errors ----------------------------------------------------------
 
 
