@@ -271,20 +271,45 @@ _RULES_ZH: tuple[Rule, ...] = (
 )
 
 
+def _match(clause: str) -> tuple[bool, Fact | None]:
+    """(a rule matched, the fact it built); the first matching rule decides, even when
+    it rejects the object."""
+    for rule in _RULES_ZH if clause.startswith("我") else _RULES_EN:
+        match = rule.pattern.match(clause)
+        if match is not None:
+            return True, rule.build(match)
+    return False, None
+
+
 def extract_facts(text: str) -> list[Fact]:
     """The facts ``text`` states about its author, at most one per subject (the last)."""
     found: dict[str, Fact] = {}
     for clause in _clauses(text):
-        rules = _RULES_ZH if clause.startswith("我") else _RULES_EN
-        for rule in rules:
-            match = rule.pattern.match(clause)
-            if match is None:
-                continue
-            fact = rule.build(match)
-            if fact is not None:
-                found.pop(fact.subject, None)
-                found[fact.subject] = fact
-            break  # the first matching rule decides, even when it rejects the object
+        fact = _match(clause)[1]
+        if fact is not None:
+            found.pop(fact.subject, None)
+            found[fact.subject] = fact
         if len(found) >= MAX_FACTS_PER_MESSAGE:
             break
     return list(found.values())
+
+
+_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+MIN_TOPICAL_WORDS = 4
+
+
+def is_topical(text: str) -> bool:
+    """Whether a message tells something about the user's interests: a liking ("I
+    love jazz"), or a statement clause of at least 4 words (a CJK character counts
+    half) that is not a personal fact ("I live in…", "my name is…"). Greetings,
+    questions and facts about who the user is do not move the interest vector: they
+    would pull everybody's interests towards the same small talk."""
+    for clause in _clauses(text):
+        matched, fact = _match(clause)
+        if fact is not None and fact.subject.startswith("likes:"):
+            return True
+        cjk = len(_CJK.findall(clause))
+        if not matched and len(_WORD.findall(_CJK.sub(" ", clause))) + cjk / 2 >= MIN_TOPICAL_WORDS:
+            return True
+    return False

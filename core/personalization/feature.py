@@ -29,7 +29,7 @@ from core.dispatcher import Context, Handler
 from core.errors import CommandUsageError, NotFound
 from core.events import Attachment, ChatKind, IncomingMessage, Reply
 from core.personalization.catalog import Catalog
-from core.personalization.facts import extract_facts
+from core.personalization.facts import extract_facts, is_topical
 from core.personalization.memory import current_facts, rank_memories, visible_in
 from core.personalization.privacy import (
     LinkCodes,
@@ -201,6 +201,8 @@ class Personalization:
         if not self.consent(profile, "memory"):
             return
         facts = extract_facts(user_turn.text)
+        if not facts and not is_topical(user_turn.text):
+            return
         texts = [fact.text[: self.options.max_memory_chars] for fact in facts]
         query = ctx.state.get(STATE_QUERY)
         wanted = texts if query is not None else [user_turn.text, *texts]
@@ -211,9 +213,13 @@ class Personalization:
         async with self._user_lock(user):
             if self._forgotten_during(ctx):
                 return
-            profile = await self.store.get_profile(user)
-            interest, count = update_interest(profile.interest, profile.interest_count, query, self.options.interest_decay)
-            await self.store.save_profile(dataclasses.replace(profile, interest=tuple(interest.tolist()), interest_count=count))
+            if is_topical(user_turn.text):
+                profile = await self.store.get_profile(user)
+                decay = self.options.interest_decay
+                interest, count = update_interest(profile.interest, profile.interest_count, query, decay)
+                await self.store.save_profile(
+                    dataclasses.replace(profile, interest=tuple(interest.tolist()), interest_count=count)
+                )
             if facts:
                 await self._remember(user, facts, texts, vectors, scope)
 
@@ -274,7 +280,7 @@ class Personalization:
             last = max(u.last_seen for u in users)
             lines.append(f"Messages: {sum(u.message_count for u in users)} · first seen {_date(first)} · last seen {_date(last)}")
         learned = sum([(await self.store.get_profile(i)).interest_count for i in ids])
-        lines.append(f"Memories: {len(memories)} (/memory) · interests learned from {learned} messages")
+        lines.append(f"Memories: {len(memories)} (/memory) · interests learned from {learned} message{'' if learned == 1 else 's'}")
         lines.append(
             "Privacy: " + ", ".join(f"{name} {'on' if self.consent(own, flag) else 'off'}" for name, flag in PRIVACY_SETTINGS.items())
             + " (/privacy)"

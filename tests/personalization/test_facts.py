@@ -3,7 +3,7 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from core.personalization.facts import MAX_FACTS_PER_MESSAGE, MAX_OBJECT_CHARS, Fact, extract_facts
+from core.personalization.facts import MAX_FACTS_PER_MESSAGE, MAX_OBJECT_CHARS, Fact, extract_facts, is_topical
 
 
 @pytest.mark.parametrize(
@@ -102,3 +102,22 @@ def test_any_text_gives_short_well_formed_facts(text):
     for fact in extract_facts(text):
         assert fact.subject and fact.text
         assert len(fact.text) <= MAX_OBJECT_CHARS + 40
+
+
+@pytest.mark.parametrize(
+    ("text", "topical"),
+    [
+        ("I spent the evening chopping vegetables", True),
+        ("I love jazz", True),  # a liking is an interest, however short
+        ("我今天去公园拍了很多照片", True),
+        ("Hello!", False),
+        ("How are you today?", False),
+        ("Which guitar should I buy for jazz?", False),  # a question
+        ("I live in Berlin", False),  # who they are, not what they are into
+        ("My name is Ann", False),
+        ("今天好累啊", False),
+        ("ok thanks", False),
+    ],
+)
+def test_only_topical_statements_feed_the_interest_vector(text, topical):
+    assert is_topical(text) is topical
