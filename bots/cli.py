@@ -178,10 +178,7 @@ def adapter_starters(settings: BotSettings) -> list[tuple[str, Callable[[Any, as
     if settings.console.enabled:
         from adapters.console import serve as serve_console
 
-        async def console(bot_app: Any, stop: asyncio.Event) -> None:
-            await serve_console(bot_app)
-
-        starters.append(("console", console))
+        starters.append(("console", serve_console))
     if not starters:
         raise ConfigError(f"{settings.source}: no adapter enabled (set enabled = true in [telegram], [discord] or [console])")
     return starters

@@ -107,9 +107,7 @@ class ChatService:
         try:
             async with typing_indicator(ctx.outbox, event.key):
                 await streamer.consume(generator.stream(request))
-            text = streamer.text.strip() or EMPTY_REPLY
-            for reply_filter in self.reply_filters:
-                text = await reply_filter(ctx, text)
+            text = await self._filtered(ctx, streamer.text.strip() or EMPTY_REPLY)
         except GenerationError as error:
             log.warning("generation failed for %s: %s", event.event_id, error)
             text = error.user_message
@@ -117,8 +115,7 @@ class ChatService:
             # A reset, forget or shutdown stopped this turn: keep what was said, then stop.
             # Nothing said yet: the turn stays unanswered, so crash recovery answers it later.
             if streamer.text.strip():
-                with contextlib.suppress(NotFound):  # a /forget deleted the turn meanwhile
-                    await asyncio.shield(app.store.add_reply(user_turn.id, streamer.text.strip()))
+                await asyncio.shield(self._store_partial(ctx, user_turn, streamer.text.strip()))
             raise
         finally:
             self._inflight[event.key.qualified].discard(task)  # type: ignore[arg-type]
@@ -130,6 +127,16 @@ class ChatService:
             except Exception:
                 log.exception("turn observer %s failed", getattr(observer, "__name__", observer))
         return text
+
+    async def _filtered(self, ctx: "Context", text: str) -> str:
+        for reply_filter in self.reply_filters:
+            text = await reply_filter(ctx, text)
+        return text
+
+    async def _store_partial(self, ctx: "Context", user_turn: StoredMessage, text: str) -> None:
+        """Keep what a cancelled reply had said, through the same filters as a finished one."""
+        with contextlib.suppress(NotFound):  # a /forget deleted the turn meanwhile
+            await self.app.store.add_reply(user_turn.id, await self._filtered(ctx, text))
 
     def cancel(self, conversation_key: str) -> int:
         """Stop in-flight replies in one conversation; returns how many were cancelled."""

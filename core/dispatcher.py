@@ -99,12 +99,12 @@ class Dispatcher:
     def __init__(
         self,
         app: "App",
-        middlewares: Sequence[Middleware],
+        middlewares: list[Middleware],
         router: Router,
         on_error: ErrorHook = reply_with_error,
     ) -> None:
         self.app = app
-        self.middlewares = list(middlewares)
+        self.middlewares = middlewares  # the App's list itself: features edit the chain in place
         self.router = router
         self.on_error = on_error
 

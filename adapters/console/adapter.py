@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sys
+import threading
 import uuid
 from typing import TextIO
 
@@ -81,17 +82,35 @@ class ConsoleOutbox:
             self._open = None
 
 
-async def serve(app, user: str = "you", *, prompt: str = "> ") -> None:  # type: ignore[no-untyped-def]
-    """Interactive loop until EOF, Ctrl-D, or /quit."""
+def _read_lines(loop: asyncio.AbstractEventLoop, lines: "asyncio.Queue[str | None]", source: TextIO) -> None:
+    """Blocking stdin reads in a daemon thread, so a stop never waits for a keypress."""
+    for line in source:
+        loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\n"))
+    loop.call_soon_threadsafe(lines.put_nowait, None)
+
+
+async def serve(app, user: str = "you", stop: asyncio.Event | None = None, *, prompt: str = "> ") -> None:  # type: ignore[no-untyped-def]
+    """Interactive loop until EOF (Ctrl-D), /quit, or ``stop`` (SIGTERM under ``personabot run``)."""
     outbox = ConsoleOutbox(prefix="bot: ")
+    stop = stop or asyncio.Event()
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    threading.Thread(target=_read_lines, args=(asyncio.get_running_loop(), lines, sys.stdin), daemon=True).start()
     print(f"Chatting with {app.settings.name}. /help for commands, /quit or Ctrl-D to leave.")
-    while True:
-        try:
-            line = await asyncio.to_thread(input, prompt)
-        except (EOFError, KeyboardInterrupt):
-            print()
-            return
-        if line.strip() in {"/quit", "/exit"}:
-            return
-        await app.dispatcher.feed(console_event(line, user), outbox)
-        outbox.end_line()
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        while True:
+            print(prompt, end="", flush=True)
+            next_line = asyncio.create_task(lines.get())
+            await asyncio.wait({next_line, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if not next_line.done():
+                next_line.cancel()
+                print()
+                return
+            line = next_line.result()
+            if line is None or line.strip() in {"/quit", "/exit"}:
+                print()
+                return
+            await app.dispatcher.feed(console_event(line, user), outbox)
+            outbox.end_line()
+    finally:
+        stopped.cancel()
