@@ -238,7 +238,7 @@ def placed_memories(generator: ScriptedGenerator) -> list[str]:
     return [line.removeprefix("- ") for line in messages[1].content.splitlines()[1:]]
 
 
-async def run(users: int, seed: int, embedder_spec: str) -> None:
+async def run(users: int, seed: int, embedder_spec: str, options: dict[str, str], show_misses: bool = False) -> None:
     rng = random.Random(seed)
     population = [make_user(i, rng) for i in range(users)]
     catalog = [
@@ -251,7 +251,7 @@ async def run(users: int, seed: int, embedder_spec: str) -> None:
             "name": "bench",
             "model": {"backend": "scripted"},
             "limits": {"user_burst": 100_000, "chat_burst": 100_000},
-            "personalization": {"embedder": embedder_spec},
+            "personalization": {"embedder": embedder_spec, **options},
             "catalog": catalog,
         }
     )
@@ -275,6 +275,8 @@ async def run(users: int, seed: int, embedder_spec: str) -> None:
             for question in user.questions:
                 await app.dispatcher.feed(event(question.text, user.user_id), sink)
                 placed = placed_memories(generator)
+                if show_misses and placed[:1] != [question.expected]:
+                    print(f"miss {user.user_id}: {question.text!r} wanted {question.expected!r}, got {placed[:3]}")
                 results[user.language].append(
                     (int(placed[:1] == [question.expected]), int(question.expected in placed[:3]),
                      int(question.stale is not None and question.stale in placed))
@@ -283,12 +285,15 @@ async def run(users: int, seed: int, embedder_spec: str) -> None:
             titles = [line.split(". ", 1)[1].split(" — ")[0] for line in sink.last.splitlines() if line[:2] in ("1.", "2.", "3.")]
             wanted = {title for topic in user.topics for title, _, _ in CATALOG[topic]}
             precision.append(sum(title in wanted for title in titles) / 3)
+            if show_misses and precision[-1] < 1:
+                print(f"recommend {user.user_id} {user.topics}: {titles}")
     total = results["en"] + results["zh"]
 
     def rate(rows: list[tuple[int, int, int]], column: int) -> str:
         return f"{sum(r[column] for r in rows) / len(rows):.3f}" if rows else "n/a"
 
-    print(f"personalization benchmark: {users} synthetic users (seed {seed}), embedder {embedder_spec}")
+    extra = "".join(f", {key}={value}" for key, value in options.items())
+    print(f"personalization benchmark: {users} synthetic users (seed {seed}), embedder {embedder_spec}{extra}")
     print(f"  questions: {len(total)} ({len(results['en'])} English, {len(results['zh'])} Chinese)")
     print(f"  memory recall@1: {rate(total, 0)}   (English {rate(results['en'], 0)}, Chinese {rate(results['zh'], 0)})")
     print(f"  memory recall@3: {rate(total, 1)}   (English {rate(results['en'], 1)}, Chinese {rate(results['zh'], 1)})")
@@ -303,10 +308,14 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--embedder", default="builtin:all-MiniLM-L6-v2")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a [personalization] setting, e.g. --option lexical_weight=0 (repeatable)")
+    parser.add_argument("--show-misses", action="store_true", help="print each question and recommendation that missed")
     args = parser.parse_args()
     if args.users < 1:
         parser.error("--users must be at least 1")
-    asyncio.run(run(args.users, args.seed, args.embedder))
+    options = dict(option.split("=", 1) for option in args.option if "=" in option)
+    asyncio.run(run(args.users, args.seed, args.embedder, options, args.show_misses))
 
 
 if __name__ == "__main__":

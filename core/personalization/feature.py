@@ -183,6 +183,8 @@ class Personalization:
             now=self.clock(),
             recency_weight=self.options.recency_weight,
             half_life_days=self.options.recency_half_life_days,
+            query_text=event.text,
+            lexical_weight=self.options.lexical_weight,
         )[: self.options.max_memories_in_prompt]
         ctx.state[STATE_MEMORIES] = [item.memory.id for item in ranked]
         limit = self.options.max_memory_chars

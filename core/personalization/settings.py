@@ -30,6 +30,7 @@ class PersonalizationSettings(_Model):
     max_memories_in_prompt: int = Field(6, ge=0, le=50)
     recency_weight: float = Field(0.1, ge=0.0, le=10.0)  # added to P for a memory stated just now
     recency_half_life_days: float = Field(30.0, gt=0.0)
+    lexical_weight: float = Field(0.6, ge=0.0, le=10.0)  # word overlap added to P for memories (0: off)
     max_memory_chars: int = Field(200, ge=20, le=2000)
     max_memories_per_user: int = Field(500, ge=1)
     interest_decay: float = Field(0.9, gt=0.0, lt=1.0)  # weight kept by the past at each new message

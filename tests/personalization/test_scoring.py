@@ -1,10 +1,11 @@
 """P(u,i), the decayed interest mean and memory ranking, against hand-computed values."""
 
+import math
 
 import numpy as np
 import pytest
 
-from core.personalization.memory import current_facts, rank_memories, visible_in
+from core.personalization.memory import current_facts, lexical_overlap, rank_memories, terms, visible_in
 from core.personalization.scoring import (
     combine_interests,
     decayed_weight,
@@ -113,3 +114,29 @@ def test_private_memories_stay_out_of_groups_unless_allowed():
     assert visible_in([private, public], group_chat=False, private_in_groups=False) == [private, public]
     assert visible_in([private, public], group_chat=True, private_in_groups=False) == [public]
     assert visible_in([private, public], group_chat=True, private_in_groups=True) == [private, public]
+
+
+def test_terms_are_words_and_cjk_character_pairs():
+    assert terms("我住在北京") == {"我住", "住在", "在北", "北京"}
+    assert terms("I'm 小明, OK!") == {"i", "m", "小明", "ok"}
+    assert terms("猫") == {"猫"} and terms("") == set()
+
+
+def test_lexical_overlap_is_the_idf_weighted_share_of_query_terms():
+    texts = ["I live in Berlin.", "I am allergic to peanuts."]
+    idf_i, idf_live, idf_unseen = math.log(1.2), math.log(2.0), math.log(6.0)
+    total = idf_i + idf_live + 2 * idf_unseen  # query terms: where, do, i, live
+    assert lexical_overlap("Where do I live", texts) == pytest.approx([(idf_i + idf_live) / total, idf_i / total])
+    assert lexical_overlap("", texts).tolist() == [0.0, 0.0]
+    assert lexical_overlap("anything", []).tolist() == []
+
+
+def test_the_lexical_term_backs_up_a_weak_embedder():
+    # an embedder that cannot tell the facts apart (same vector): words decide
+    memories = [_memory(1, "allergy", [1.0, 0.0]), _memory(2, "home", [1.0, 0.0])]
+    memories = [Memory(m.id, m.user_id, m.subject, text, m.embedding, m.scope, 0.0) for m, text in
+                zip(memories, ["我对鸡蛋过敏", "我住在北京"])]
+    ranked = rank_memories([1.0, 0.0], memories, alpha=0.1, now=0.0, recency_weight=0.0, half_life_days=1,
+                           query_text="我住在哪里？", lexical_weight=1.0)
+    assert [r.memory.id for r in ranked] == [2, 1]
+    assert ranked[0].score - ranked[1].score == pytest.approx(lexical_overlap("我住在哪里？", ["我对鸡蛋过敏", "我住在北京"])[1])
