@@ -27,9 +27,9 @@ import numpy as np
 from core.commands import ArgSpec, CommandSpec
 from core.dispatcher import Context, Handler
 from core.errors import CommandUsageError, NotFound
-from core.events import Attachment, ChatKind, IncomingMessage, Reply
+from core.events import Attachment, ChatKind, Reply
 from core.personalization.catalog import Catalog
-from core.personalization.facts import extract_facts, is_topical
+from core.personalization.facts import Fact, extract_facts, is_topical
 from core.personalization.memory import current_facts, rank_memories, visible_in
 from core.personalization.privacy import (
     LinkCodes,
@@ -53,6 +53,7 @@ from core.personalization.profiles import (
 from core.personalization.scoring import combine_interests, smoothed_similarity, update_interest
 from core.personalization.settings import PersonalizationSettings, load_personalization
 from core.personas import Persona
+from core.ports import Embedder, Store
 from core.prompt import PromptSection
 from core.records import Memory, Profile, StoredMessage
 
@@ -90,11 +91,12 @@ class Personalization:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store:
         return self.app.store
 
     @property
-    def embedder(self) -> Any:
+    def embedder(self) -> Embedder:
+        assert self.app.embedder is not None, "setup_personalization loads one"
         return self.app.embedder
 
     # -- helpers -----------------------------------------------------------------------
@@ -154,8 +156,10 @@ class Personalization:
             if activity.keys[key] <= 0:
                 del activity.keys[key]
             if activity.forgets != ctx.state[STATE_EPOCH] and not ctx.state.get("personalization.forgot"):
-                with suppress(Exception):
+                try:
                     await asyncio.shield(self.store.forget_user(user))
+                except Exception:
+                    log.exception("sweep after forget failed for an event of a forgotten user")
             if not activity.keys and self._activity.get(user) is activity:
                 del self._activity[user]
 
@@ -225,7 +229,7 @@ class Personalization:
             if facts:
                 await self._remember(user, facts, texts, vectors, scope)
 
-    async def _remember(self, user: str, facts: list, texts: list[str], vectors: np.ndarray, scope: str) -> None:
+    async def _remember(self, user: str, facts: list[Fact], texts: list[str], vectors: np.ndarray, scope: str) -> None:
         live = await self.store.memories(user)
         current = {memory.subject: memory for memory in live}
         for fact, text, vector in zip(facts, texts, vectors):
@@ -471,8 +475,8 @@ class Personalization:
             "link code refused",
             user_message=f"That code is not valid. Codes work once and expire after {minutes} minutes; send /link for a new one.",
         )
-        failures = self._link_failures.setdefault(user, deque())
         now = self.monotonic()
+        failures = self._link_failures.get(user, deque())
         while failures and failures[0] < now - 3600:
             failures.popleft()
         if len(failures) >= self.options.link_attempts_per_hour:
@@ -480,6 +484,7 @@ class Personalization:
         owner = await self.links.redeem(args[0])
         if owner is None or owner == user:
             failures.append(now)
+            self._link_failures[user] = failures
             raise refusal
         self._link_failures.pop(user, None)
         group = await self.store.link_identities(owner, user)

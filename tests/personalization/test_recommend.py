@@ -78,3 +78,11 @@ async def test_a_disabled_feature_registers_nothing():
     async with personal_app(enabled=False) as app:
         assert app.commands.find(CommandCall("recommend")) is None
         assert app.chat.contributors == [] and app.chat.observers == []
+
+
+async def test_personas_are_ranked_by_p_against_the_interest_vector():
+    async with personal_app() as app:
+        feature = app.personalization
+        for persona in app.personas.all():
+            text = f"{persona.title}. {persona.description} {persona.style}"
+            assert feature.best_persona(app.embedder.vector(text)).name == persona.name
