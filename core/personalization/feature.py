@@ -172,6 +172,14 @@ class Personalization:
         sections = preference_sections(own.preferences)
         if not self.consent(own, "memory") or self.options.max_memories_in_prompt == 0:
             return sections
+        try:
+            return sections + await self._memory_sections(ctx, ids, own)
+        except Exception:  # a failing embedder must not cost the user their reply
+            log.exception("memory retrieval failed for %s; answering without memories", event.event_id)
+            return sections
+
+    async def _memory_sections(self, ctx: Context, ids: list[str], own: Profile) -> list[PromptSection]:
+        event = ctx.event
         group_chat = event.chat_kind is ChatKind.GROUP
         memories = visible_in(
             await self.group_memories(ids),
@@ -193,8 +201,7 @@ class Personalization:
         ctx.state[STATE_MEMORIES] = [item.memory.id for item in ranked]
         limit = self.options.max_memory_chars
         # Higher priority survives a short token budget: the best match is dropped last.
-        sections += [PromptSection(item.memory.text[:limit], priority=500 - rank) for rank, item in enumerate(ranked)]
-        return sections
+        return [PromptSection(item.memory.text[:limit], priority=500 - rank) for rank, item in enumerate(ranked)]
 
     # -- learning ----------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 import pytest
 
 from core.prompt import CONTEXT_INTRO
-from tests.personalization.helpers import context_facts, personal_app, say, system_prompt
+from tests.personalization.helpers import HashingEmbedder, context_facts, personal_app, say, system_prompt
 
 
 async def memories_of(app, user="telegram:1"):
@@ -167,3 +167,22 @@ async def test_interest_vector_is_the_decayed_mean_of_message_embeddings():
         a, b = app.embedder.vector(first), app.embedder.vector(second)
         assert profile.interest_count == 2  # greetings, questions and personal facts are not interests
         assert profile.interest == pytest.approx(tuple((0.5 * a + b) / 1.5), abs=1e-6)
+
+
+async def test_a_failing_embedder_costs_memories_not_the_reply():
+    class Broken(HashingEmbedder):
+        broken = False
+
+        async def embed(self, texts):
+            if self.broken:
+                raise RuntimeError("embedder crashed")
+            return await super().embed(texts)
+
+    embedder = Broken()
+    async with personal_app(embedder=embedder) as app:
+        await say(app, "I live in Berlin")
+        await say(app, "/profile set tone formal")
+        embedder.broken = True
+        outbox = await say(app, "where do I live?")
+        assert outbox.last == "Nice to hear that!"
+        assert "formal, polite tone" in system_prompt(app) and context_facts(app) == []
