@@ -188,4 +188,10 @@ async def run_command(ctx: Context) -> None:
         await ctx.reply(reply)
 
 
-FEATURES: list[Feature] = []
+from core.personalization.feature import setup_personalization  # noqa: E402
+from core.plugins.manager import setup_plugins  # noqa: E402
+from core.safety import setup_safety  # noqa: E402
+
+# Order matters: safety wraps the generator and the chain first; plugins come last so
+# they see the commands and routes of the features before them.
+FEATURES: list[Feature] = [setup_safety, setup_personalization, setup_plugins]
