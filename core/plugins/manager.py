@@ -215,9 +215,9 @@ class PluginManager:
         """Await a plugin's code: its deliberate PersonabotErrors pass, anything else becomes an apology."""
         try:
             return await call
-        except PersonabotError:
-            raise
         except Exception as exc:
+            if isinstance(exc, PersonabotError) and not isinstance(exc, ConfigError):
+                raise  # a deliberate answer (usage, not found…); a ConfigError is the plugin's bug
             raise self._failure(loaded, what, exc) from exc
 
     @staticmethod
@@ -302,7 +302,9 @@ class PluginManager:
             try:
                 await middleware(Turn(loaded.ctx, ctx), next_step)
             except Exception as exc:
-                if (downstream and exc is downstream[0]) or isinstance(exc, PersonabotError):
+                if (downstream and exc is downstream[0]) or (
+                    isinstance(exc, PersonabotError) and not isinstance(exc, ConfigError)
+                ):
                     raise  # not a failure of the plugin: the dispatcher answers it
                 failure = self._failure(loaded, f"middleware {label}", exc)
                 if done:
@@ -346,9 +348,12 @@ class PluginManager:
         self.scheduler.wake()
 
     async def _remember_outbox(self, ctx: Context, call_next: Handler) -> None:
-        """Until an adapter registers one, the Outbox of the last event of a platform posts for jobs."""
+        """Until an adapter registers one, the Outbox of a platform's last chat message posts for jobs.
+
+        Commands are skipped: a slash command's Outbox may only answer that interaction.
+        """
         platform = ctx.event.key.platform
-        if platform not in self._outboxes.registered:
+        if platform not in self._outboxes.registered and ctx.event.command is None:
             first = platform not in self._outboxes.seen
             self._outboxes.seen[platform] = ctx.outbox
             if first:
@@ -364,7 +369,11 @@ class PluginManager:
         outbox = self._outboxes.get(key.platform)
         if outbox is None:
             raise NotFound(f"not connected to {key.platform}; cannot post to {key}")
-        return await outbox.send(key, reply)
+        sent = await outbox.send(key, reply)
+        close = getattr(outbox, "close", None)  # an Outbox that buffers (Telegram drafts) delivers on close
+        if close is not None:
+            await close()
+        return sent
 
     # what others ask of plugins ---------------------------------------------------------
 

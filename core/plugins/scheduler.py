@@ -90,8 +90,10 @@ class Scheduler:
             except Exception:
                 log.exception("plugin scheduler: could not read the schedule")
                 delay = MAX_SLEEP_S
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the cancel of stop().
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
     async def run_due(self, now: float | None = None) -> int:
         """Run every job due at ``now`` (default: the clock); returns how many ran."""

@@ -93,7 +93,7 @@ async def create(turn: Turn, request_text: str) -> str:
     return f"OK, I'll remind you {_in(job.run_at - now.timestamp())} ({_local(ctx, job.run_at)}): {text} — #{job.id}"
 
 
-@plugin.on_message(regex(r"^\s*(?:please\s+|can you\s+|could you\s+)?remind me\b|提醒我"))
+@plugin.on_message(regex(r"^\s*(?:@\S+[\s,]+)?(?:please\s+|can you\s+|could you\s+)?remind me\b|提醒我"))
 async def remind_from_chat(turn: Turn) -> str:
     return await create(turn, turn.text)
 

@@ -51,7 +51,7 @@ _EN_CLOCK = r"(?P<hour>\d{1,2})(?::(?P<minute>\d{2}))?\s*(?P<ampm>am|pm|a\.m\.|p
 _EN_DATE = re.compile(rf"\bon\s+(?P<date>\d{{4}}-\d{{2}}-\d{{2}})(?:\s+(?:at\s+)?{_EN_CLOCK})?", re.I)
 _EN_DAY = re.compile(rf"\b(?P<day>today|tonight|tomorrow)\b(?:\s+at\s+{_EN_CLOCK})?", re.I)
 _EN_AT = re.compile(rf"\bat\s+{_EN_CLOCK}(?![\w%/:])", re.I)
-_EN_LEAD = re.compile(r"^\s*(?:please\s+|can you\s+|could you\s+)?(?:remind\s+me|/remind)\b[\s,:]*", re.I)
+_EN_LEAD = re.compile(r"^\s*(?:@\S+[\s,]+)?(?:please\s+|can you\s+|could you\s+)?(?:remind\s+me|/remind)\b[\s,:]*", re.I)
 _EN_FILLER = re.compile(r"^(?:to|that|about|of)\s+|\s+(?:please)$", re.I)
 
 _CN_NUMBER = r"(?:\d+|[零一二两三四五六七八九十百]+)"
