@@ -40,10 +40,12 @@ def shipped_bot(name: str, folder: Path | None = None, **plugin_config):
 class Console:
     """The console adapter's own conversion and Outbox, writing to a buffer."""
 
-    def __init__(self, app, user: str = "ada") -> None:
+    def __init__(self, app, user: str = "ada", *, connect: bool = False) -> None:
         self.app, self.user = app, user
         self.buffer = io.StringIO()
         self.outbox = ConsoleOutbox(self.buffer, stream=False)
+        if connect:  # as an adapter does at start, so jobs can post before anyone chats
+            app.plugins.register_outbox("console", self.outbox)
 
     async def say(self, text: str) -> str:
         start = self.buffer.tell()
@@ -240,7 +242,7 @@ async def test_a_broken_lesson_file_is_named_and_the_tutor_still_chats(tmp_path)
 
 async def test_daily_checkin_is_opt_in_arrives_at_the_chosen_local_time_and_repeats():
     async with plugin_app(shipped_bot("companion")) as app:
-        console = Console(app)
+        console = Console(app, connect=True)
         assert (await console.say("/daily")).startswith("Daily check-ins are off.")
         assert await console.say("/daily on 8:30 Asia/Shanghai") == (
             "Done: I'll check in every day at 08:30 (Asia/Shanghai). /daily off stops it."
@@ -292,7 +294,7 @@ def test_the_next_checkin_follows_daylight_saving_time():
 
 async def test_a_late_checkin_after_downtime_is_skipped_not_sent_at_night():
     async with plugin_app(shipped_bot("companion")) as app:
-        console = Console(app)
+        console = Console(app, connect=True)
         await console.say("/daily on 08:30 UTC")
         job = (await app.plugins.loaded["daily"].ctx.jobs())[0]
         mark = console.buffer.tell()
