@@ -93,10 +93,8 @@ class PluginManager:
     """``app.plugins``: the loaded plugins, their status, delivery and the privacy calls."""
 
     def __init__(self, app: "App", *, job_timeout_s: float = 60.0) -> None:
-        if not isinstance(app.store, PluginStore):
-            raise ConfigError(f"the store {type(app.store).__name__} cannot host plugins (no plugin tables)")
         self.app = app
-        self.store: PluginStore = app.store
+        self.store: PluginStore = app.store  # type: ignore[assignment]  # checked in start() when plugins are enabled
         self.loaded: dict[str, LoadedPlugin] = {}  # active plugins, in load order
         self.statuses: dict[str, PluginStatus] = {}
         self._privacy: dict[str, LoadedPlugin] = {}  # every plugin that passed the contract
@@ -111,6 +109,8 @@ class PluginManager:
         where = str(app.settings.source or "bot file")
         section = read_section(app.settings)
         self._enabled = section.enabled
+        if section.enabled and not isinstance(app.store, PluginStore):
+            raise ConfigError(f"{where}: plugins: the store {type(app.store).__name__} cannot host plugins")
         configs = section.configs()
         candidates: list[tuple[PluginSource, Plugin, Any]] = []
         for source in resolve(app.settings, section):
@@ -140,9 +140,10 @@ class PluginManager:
             CommandSpec("plugins", "List the bot's plugins and their state", _admin_plugins, admin_only=True,
                         private=True, owner="plugins")
         )
-        app.dispatcher.middlewares.insert(0, self._remember_outbox)
-        self.scheduler.start()
-        stack.push_async_callback(self.scheduler.stop)
+        if self.loaded:
+            app.dispatcher.middlewares.insert(0, self._remember_outbox)
+            self.scheduler.start()
+            stack.push_async_callback(self.scheduler.stop)
 
     def _import(self, source: PluginSource) -> Plugin | None:
         try:
