@@ -107,10 +107,6 @@ class PluginContext:
             app.embedder = await SentenceTransformerEmbedder.load()
         return app.embedder
 
-    @property
-    def bot_name(self) -> str:
-        return self._manager.app.settings.name
-
     def now(self) -> float:
         """Unix time; inside a job, the time the scheduler runs it at (tests can move it)."""
         return self._manager.scheduler.now()
@@ -123,9 +119,6 @@ class PluginContext:
         """The user's interest vector (personalization), or None when there is none yet."""
         profile = await self._manager.app.store.get_profile(_user_id(user))
         return profile.interest
-
-    def persona_names(self) -> list[str]:
-        return self._manager.app.personas.names()
 
     # sending and scheduling -------------------------------------------------------------
 
