@@ -268,9 +268,25 @@ class PluginManager:
                 await ctx.reply(notice)
             ctx.notices.clear()
             if answer is not None:
-                await ctx.reply(answer if isinstance(answer, Reply) else str(answer))
+                reply = answer if isinstance(answer, Reply) else Reply(str(answer))
+                await ctx.reply(reply)
+                await self._record(ctx, reply.text)
 
         return Route(name, matches, handle)
+
+    async def _record(self, ctx: Context, answer: str) -> None:
+        """Keep a handler's exchange in the conversation, as a chat turn is kept.
+
+        The model then sees it in later prompts, and the message counts as stored and
+        answered (`personabot ask`, de-duplication, /export). Stored once answered, so a
+        crash in between leaves no turn for crash recovery to give to the model instead.
+        """
+        event, store = ctx.event, self.app.store
+        async with self.app.chat.lock(event.key.qualified):
+            await store.touch_user(event.user.qualified, event.user_display_name)
+            conversation = await store.active_conversation(event.key)
+            turn = await store.add_user_message(conversation.id, event.user.qualified, event.text, event.event_id)
+            await store.add_reply(turn.id, answer)
 
     async def _route_after(self, ctx: Context, name: str) -> None:
         """Routing continues after the route ``name`` (a handler returned CONTINUE)."""

@@ -220,3 +220,17 @@ async def test_a_raising_trigger_is_logged_and_skipped(tmp_path, caplog):
         async with plugin_app(bot_settings(tmp_path, {"enabled": ["picky"], "paths": {"picky": "picky.py"}})) as app:
             assert await say(app, "hi") == ["Model reply."]
     assert "plugin picky: trigger of never failed" in caplog.text
+
+
+async def test_a_handlers_exchange_is_kept_in_the_conversation_like_a_chat_turn(app):
+    event = make_event("order PB-42")
+    await app.dispatcher.feed(event, RecordingOutbox())
+    conversation = await app.store.active_conversation(event.key)
+    assert [(m.role, m.text) for m in await app.store.history(conversation.id)] == [
+        ("user", "order PB-42"), ("assistant", "Order PB-42 is on its way.")
+    ]
+    user_turn, reply = await app.store.turn_by_event(event.event_id)
+    assert (user_turn.text, reply.text) == ("order PB-42", "Order PB-42 is on its way.")
+    await say(app, "and when does it arrive?")
+    prompt = [m.content for m in app.generator.requests[-1].messages]
+    assert "Order PB-42 is on its way." in "\n".join(prompt)
