@@ -124,6 +124,7 @@ def register(app: typer.Typer) -> None:
         n_ppl_windows: Annotated[int, typer.Option(help="Test windows for perplexity.")] = 400,
         n_samples: Annotated[int, typer.Option(help="Sampled replies for distinct-n and length.")] = 50,
         seed: Annotated[int, typer.Option()] = 0,
+        threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: every core).")] = None,
         md: Annotated[Path, typer.Option(help="Markdown report.")] = Path("docs/eval.md"),
         json_out: Annotated[Path, typer.Option("--json", help="JSON report.")] = Path("docs/eval.json"),
     ) -> None:
@@ -135,7 +136,13 @@ def register(app: typer.Typer) -> None:
         from rich.progress import track
         from rich.table import Table
 
+        import os
+
+        import torch
+
         from core.training.evaluate import COLUMNS, EvalSettings, evaluate, table_rows, write_reports
+
+        torch.set_num_threads(threads or os.cpu_count() or 1)
 
         command = "personabot " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         settings = EvalSettings(n_rank=n_rank, n_ppl_windows=n_ppl_windows, n_samples=n_samples, seed=seed,
