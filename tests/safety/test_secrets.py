@@ -65,6 +65,7 @@ async def test_no_secret_reaches_any_log_while_the_bot_runs(monkeypatch, caplog)
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="httpx")  # a CLI test in this process may have quieted it
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
