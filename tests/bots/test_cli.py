@@ -114,3 +114,12 @@ def test_chat_streams_replies_and_quits_on_eof(tmp_path, bot_file):
     assert result.returncode == 0, result.stderr
     assert "bot: Hi! Nice to meet you." in result.stdout
     assert "Now talking as Support agent." in result.stdout
+
+
+def test_a_missing_model_folder_is_named_without_a_traceback(tmp_path):
+    bot = tmp_path / "bot.toml"
+    missing = tmp_path / "no-such-model"
+    bot.write_text(f'name = "m"\n[model]\npath = "{missing.as_posix()}"\n[personalization]\nenabled = false\n', "utf-8")
+    result = personabot("ask", "hi", "--bot", str(bot), cwd=tmp_path)
+    assert result.returncode == 1
+    assert str(missing) in result.stderr and "Traceback" not in result.stderr
