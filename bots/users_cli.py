@@ -2,7 +2,8 @@
 
 They do exactly what the user's own /export and /forget do (core.personalization.privacy),
 on the bot's database, without loading a model. Linked identities are one person and
-are covered too. ``register(app)`` adds the ``users`` group to the main typer app;
+are covered too, and so is what the bot file's enabled plugins keep (their export and
+forget hooks run; the plugins are not set up). ``register(app)`` adds the ``users`` group to the main typer app;
 also runnable alone: ``python -m bots.users_cli --help``.
 """
 
@@ -28,8 +29,23 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _plugins(settings: Any, store: Any) -> Any:
+    """The bot's plugins, loaded for their export and forget hooks only; None without any."""
+    from core.app import App
+    from core.plugins.loader import read_section
+    from core.plugins.manager import PluginManager
+
+    if not read_section(settings).enabled:
+        return None
+    app = App(settings, store=store, features=[])
+    app.store = store  # not entered: the manager only needs the settings and the store
+    manager = PluginManager(app)
+    manager.load_privacy_hooks()
+    return manager
+
+
 def _run(bot: Path, user_id: str, work: Any) -> Any:
-    """Validate the inputs, open the bot's store, run ``work(store, user)``; errors exit 1 or 2."""
+    """Validate the inputs, open the bot's store, run ``work(store, user, plugins)``; errors exit 1 or 2."""
     from core.settings import load_bot_settings
     from core.storage.sqlite import SQLiteStore
 
@@ -45,7 +61,7 @@ def _run(bot: Path, user_id: str, work: Any) -> Any:
 
         async def main() -> Any:
             async with SQLiteStore(path) as store:
-                return await work(store, user)
+                return await work(store, user, _plugins(settings, store))
 
         return asyncio.run(main())
     except ConfigError as error:
@@ -100,17 +116,15 @@ def register(app: typer.Typer) -> None:
         """
         from core.personalization.privacy import export_user_data, forget_user_data
 
-        data = _run(bot, user_id, export_user_data)
+        data = _run(bot, user_id, lambda store, user, plugins: export_user_data(store, user))
         ids = [data["user_id"], *data["linked_identities"]]
         counts = ", ".join(f"{n} {what}" for what, n in _summary(data).items())
         typer.echo(f"{', '.join(ids)}: {counts}", err=True)
         if not yes:
             typer.confirm("Delete all of it permanently?", abort=True, err=True)
 
-        async def work(store: Any, user: str) -> tuple[list[str], dict[str, int]]:
-            forgotten, rows = await forget_user_data(store, user)
-            await store.audit("cli", "forget", "", detail={"identities": len(forgotten), "rows": sum(rows.values())})
-            return forgotten, rows
+        async def work(store: Any, user: str, plugins: Any) -> tuple[list[str], dict[str, int]]:
+            return await forget_user_data(store, user, actor="cli", plugins=plugins)
 
         forgotten, rows = _run(bot, user_id, work)
         typer.echo(json.dumps({"forgotten": forgotten, "deleted_rows": rows}, ensure_ascii=False))

@@ -59,6 +59,7 @@ from core.records import Memory, Profile, StoredMessage
 
 if TYPE_CHECKING:
     from core.app import App
+    from core.plugins.manager import PluginManager
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,11 @@ class Personalization:
     @property
     def store(self) -> Store:
         return self.app.store
+
+    @property
+    def plugins(self) -> "PluginManager | None":
+        """The plugin manager, once setup_plugins (which runs after this feature) set it."""
+        return getattr(self.app, "plugins", None)
 
     @property
     def embedder(self) -> Embedder:
@@ -376,7 +382,7 @@ class Personalization:
 
     async def export_command(self, ctx: Context, args: tuple[str, ...]) -> Reply:
         user = ctx.event.user.qualified
-        data = await export_user_data(self.store, user)
+        data = await export_user_data(self.store, user, self.plugins)
         attachment = Attachment("export.json", export_json(data), "application/json")
         return Reply("Everything I keep about you is in this file.", private=True, attachment=attachment)
 
@@ -398,12 +404,12 @@ class Personalization:
         if deadline is None or deadline < now:
             raise CommandUsageError("no pending forget", user_message="Send /forget first, then /forget confirm.")
         ctx.state["personalization.forgot"] = True
-        ids, counts = await self.forget(user)
-        await self.store.audit("system", "forget", "", detail={"identities": len(ids), "rows": sum(counts.values())})
+        await self.forget(user)
         return "Done. I deleted everything I kept about you."
 
     async def forget(self, user: str) -> tuple[list[str], dict[str, int]]:
-        """Stop the user's replies in flight, then delete all their data (linked identities too)."""
+        """Stop the user's replies in flight, then delete all their data (linked identities
+        and plugins too). PluginError: a plugin's data is left, everything else is gone."""
         ids = await self.identities(user)
         for identity in ids:
             activity = self._activity.get(identity)
@@ -413,7 +419,7 @@ class Personalization:
                     self.app.chat.cancel(key)
             self._forget_requests.pop(identity, None)
             self._link_failures.pop(identity, None)
-        return await forget_user_data(self.store, user)
+        return await forget_user_data(self.store, user, actor="system", plugins=self.plugins)
 
     # -- /recommend ----------------------------------------------------------------------
 

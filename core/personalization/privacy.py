@@ -2,7 +2,8 @@
 
 Used by the chat commands (/export, /forget, /link) and by the operator's CLI
 (``personabot users export|forget``), so both do exactly the same thing. Linked
-identities are one person: export and forget cover the whole group.
+identities are one person: export and forget cover the whole group, and what the
+bot's plugins keep about them (``app.plugins``) too.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from core.errors import PluginError
 from core.ports import Store
+
+if TYPE_CHECKING:
+    from core.plugins.manager import PluginManager
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +35,22 @@ def user_scope(user_id: str) -> str:
     return f"user:{user_id}"
 
 
-async def export_user_data(store: Store, user_id: str) -> dict[str, Any]:
-    """Everything stored about ``user_id`` and the identities linked to it."""
+async def export_user_data(store: Store, user_id: str, plugins: "PluginManager | None" = None) -> dict[str, Any]:
+    """Everything stored about ``user_id`` and the identities linked to it; with
+    ``plugins``, each identity also carries what every plugin exports (``"plugins"``)."""
     ids = await store.linked_identities(user_id)
+    identities = []
+    for identity in ids:
+        entry = await store.export_user(identity)
+        if plugins is not None:
+            entry["plugins"] = await plugins.export_user(identity)
+        identities.append(entry)
     return {
         "format": EXPORT_FORMAT,
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "user_id": user_id,
         "linked_identities": [other for other in ids if other != user_id],
-        "identities": [await store.export_user(identity) for identity in ids],
+        "identities": identities,
     }
 
 
@@ -46,12 +58,41 @@ def export_json(data: dict[str, Any]) -> bytes:
     return json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8")
 
 
-async def forget_user_data(store: Store, user_id: str) -> tuple[list[str], dict[str, int]]:
-    """Delete everything about ``user_id`` and its linked identities; returns (ids, row counts)."""
+async def forget_user_data(
+    store: Store, user_id: str, *, actor: str, plugins: "PluginManager | None" = None
+) -> tuple[list[str], dict[str, int]]:
+    """Delete everything about ``user_id`` and its linked identities, audited as done by
+    ``actor``; returns (ids, row counts; ``plugin:NAME`` counts what each plugin deleted).
+
+    The plugins' own forget hooks run first, while the data they may look up still
+    exists. If one fails, the core data is deleted all the same, and then a PluginError
+    says what is left (send /forget again to retry the plugins).
+    """
     ids = await store.linked_identities(user_id)
     totals: Counter[str] = Counter()
+    failures: list[PluginError] = []
+    if plugins is not None:
+        for identity in ids:
+            try:
+                counts = await plugins.forget_user(identity)
+            except PluginError as error:
+                failures.append(error)
+                continue
+            totals.update({f"plugin:{name}": count for name, count in counts.items()})
     for identity in ids:
         totals.update(await store.forget_user(identity))
+    detail: dict[str, Any] = {"identities": len(ids), "rows": sum(totals.values())}
+    if failures:
+        detail["incomplete"] = "; ".join(map(str, failures))
+    await store.audit(actor, "forget", "", outcome="error" if failures else "ok", detail=detail)
+    if failures:
+        raise PluginError(
+            "forget: the core data was deleted, but not all plugin data: " + "; ".join(map(str, failures)),
+            user_message=(
+                "I deleted your messages, profile and memories, but some data kept by the bot's add-ons "
+                "could not be deleted yet; the operator was told. Send /forget again later to retry."
+            ),
+        )
     return ids, dict(totals)
 
 

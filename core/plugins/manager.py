@@ -104,9 +104,9 @@ class PluginManager:
 
     # start-up --------------------------------------------------------------------------
 
-    async def start(self, stack: AsyncExitStack) -> None:
+    def _candidates(self, where: str) -> list[tuple[PluginSource, Plugin, Any]]:
+        """The enabled plugins that import and keep the contract, with their validated configs."""
         app = self.app
-        where = str(app.settings.source or "bot file")
         section = read_section(app.settings)
         self._enabled = section.enabled
         if section.enabled and not isinstance(app.store, PluginStore):
@@ -119,6 +119,21 @@ class PluginManager:
                 continue
             config = validate_config(plugin, configs.get(source.name, {}), where)
             candidates.append((source, plugin, config))
+        return candidates
+
+    def load_privacy_hooks(self) -> None:
+        """Import the enabled plugins for :meth:`export_user` and :meth:`forget_user` only.
+
+        For ``personabot users export|forget``: no setup hook runs, nothing is wired and
+        no job runs, as for a plugin whose setup failed (its privacy hooks still run).
+        """
+        for source, plugin, config in self._candidates(str(self.app.settings.source or "bot file")):
+            self._privacy[plugin.name] = LoadedPlugin(plugin, PluginContext(plugin, config, self), source.origin)
+
+    async def start(self, stack: AsyncExitStack) -> None:
+        app = self.app
+        where = str(app.settings.source or "bot file")
+        candidates = self._candidates(where)
         self._check_clashes([plugin for _, plugin, _ in candidates], where)
         for source, plugin, config in candidates:
             ctx = PluginContext(plugin, config, self)
