@@ -42,6 +42,11 @@ class Catalog:
     def __len__(self) -> int:
         return len(self.items)
 
+    def extended(self, other: "Catalog") -> "Catalog":
+        """This catalog followed by ``other``'s items, without embedding anything again."""
+        vectors = np.concatenate([self.vectors, other.vectors]) if len(other) else self.vectors
+        return Catalog(self.items + other.items, vectors, {**self.tag_vectors, **other.tag_vectors})
+
     def recommend(
         self,
         interest: np.ndarray | None,

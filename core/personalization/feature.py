@@ -51,7 +51,7 @@ from core.personalization.profiles import (
     validate_preference,
 )
 from core.personalization.scoring import combine_interests, smoothed_similarity, update_interest
-from core.personalization.settings import PersonalizationSettings, load_personalization
+from core.personalization.settings import CatalogItem, PersonalizationSettings, load_personalization
 from core.personas import Persona
 from core.ports import Embedder, Store
 from core.prompt import PromptSection
@@ -81,7 +81,9 @@ class Personalization:
     def __init__(self, app: "App", options: PersonalizationSettings, catalog: Catalog, personas: dict[str, np.ndarray]) -> None:
         self.app = app
         self.options = options
-        self.catalog = catalog
+        self.catalog = catalog  # the bot file's [[catalog]]; see full_catalog() for the plugins' items
+        self._plugin_items: tuple[CatalogItem, ...] = ()
+        self._full_catalog = catalog
         self.persona_vectors = personas
         self.links = LinkCodes(app.store, options.link_code_ttl_s)
         self.clock = time.time  # wall time: memory ages
@@ -438,9 +440,10 @@ class Personalization:
         if interest is None:
             return "Tell me a bit about yourself and what you like first, then ask again."
         lines: list[str] = []
-        if len(self.catalog):
+        catalog = await self.full_catalog()
+        if len(catalog):
             seen = await self._seen(ids)
-            picks = self.catalog.recommend(
+            picks = catalog.recommend(
                 interest, alpha=self.options.alpha, count=count, seen=seen, seen_penalty=self.options.seen_penalty
             )
             lines.append("For you:")
@@ -450,6 +453,28 @@ class Personalization:
         if persona is not None:
             lines.append(f"A persona that suits you: {persona.title} (/persona {persona.name})")
         return "\n".join(lines) or "I have nothing to recommend here."
+
+    async def full_catalog(self) -> Catalog:
+        """The bot file's catalog followed by the active plugins' items.
+
+        Plugins load after this feature, and may add items later: their items are
+        embedded when /recommend first sees them, and again only when they change. An
+        item whose id is already taken is left out (ids key what a user was shown).
+        """
+        plugins = self.plugins
+        items = tuple(plugins.catalog()) if plugins is not None else ()
+        if items != self._plugin_items:
+            taken = {item.id for item in self.catalog.items}
+            extra = []
+            for item in items:
+                if item.id in taken:
+                    log.warning("catalog item %r of a plugin left out: another item has that id", item.id)
+                    continue
+                taken.add(item.id)
+                extra.append(item)
+            self._full_catalog = self.catalog.extended(await Catalog.build(extra, self.embedder))
+            self._plugin_items = items
+        return self._full_catalog
 
     def best_persona(self, interest: np.ndarray) -> Persona | None:
         """The persona whose description is closest to the user's interests, by P(u,i)."""

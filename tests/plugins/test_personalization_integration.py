@@ -128,6 +128,19 @@ async def test_a_failing_plugin_forget_is_told_to_the_user_and_the_core_data_sti
         assert audit[0].outcome == "error" and "diary" in json.dumps(audit[0].detail)
 
 
+async def test_recommend_offers_plugin_items_and_sees_items_added_later(tmp_path):
+    async with both(settings(tmp_path)) as app:
+        for text in ["astronomy is my hobby", "I watch stars and planets at night with a telescope"]:
+            await say(app, text)
+        answer = (await say(app, "/recommend 1")).last
+        assert answer.splitlines()[1].startswith("1. Stargazing with a telescope — matches your interest in astronomy")
+        everything = (await say(app, "/recommend 10")).last
+        assert "Knife skills for home cooks" in everything  # the bot file's catalog is still there
+        assert "Duplicate" not in everything  # an id the bot file already uses
+        await say(app, "/offer Night sky photography with a telescope: planets and stars")
+        assert "Night sky photography" in (await say(app, "/recommend 10")).last
+
+
 def test_the_users_cli_exports_and_forgets_plugin_data(tmp_path):
     write_plugin(tmp_path, "diary", DIARY)
     bot = tmp_path / "bot.toml"
