@@ -31,7 +31,7 @@ from core.errors import ConfigError, PersonabotError, PlatformError
 from core.settings import BotSettings, DiscordSettings
 
 from adapters.discord.commands import CoreCommandTree, sync_commands
-from adapters.discord.convert import message_event
+from adapters.discord.convert import PLATFORM, message_event
 from adapters.discord.outbox import ChannelOutbox, no_pings
 
 if TYPE_CHECKING:
@@ -142,6 +142,9 @@ class DiscordBot(discord.Client):
     async def on_ready(self) -> None:
         assert self.user is not None
         log.info("discord: connected as %s (%s) in %d servers", self.user, self.user.id, len(self.guilds))
+        plugins = getattr(self.app, "plugins", None)
+        if plugins is not None:  # scheduled jobs post to any channel, thread or DM by id from now on
+            plugins.register_outbox(PLATFORM, ChannelOutbox(self, None, in_server=False, edit_interval=None))
 
     def _send_permissions(self, message: discord.Message) -> tuple[bool, bool]:
         """(may send here, may reference messages here), from the cached permissions."""

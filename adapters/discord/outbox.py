@@ -86,12 +86,13 @@ class ChannelOutbox(_DiscordOutbox):
     ``private`` replies in a server go to the author's DMs (a plain message cannot be
     ephemeral). Replies reference the user's message in servers when the bot may read
     the history (Discord refuses references otherwise); in DMs they are plain messages.
+    Without an author (plugin jobs) every message goes to its key's channel or thread.
     """
 
     def __init__(
         self,
         client: discord.Client,
-        author: discord.abc.User,
+        author: discord.abc.User | None,
         *,
         in_server: bool,
         can_reference: bool = True,
@@ -102,10 +103,10 @@ class ChannelOutbox(_DiscordOutbox):
         self._author = author
         self._in_server = in_server
         self._can_reference = can_reference
-        self._channel_of: dict[str, int] = {}  # message id -> channel id, for edits
+        self._channel_of: dict[str, int] = {}  # message id -> DM channel id of a private reply, for edits
 
     async def _destination(self, key: ConversationKey, private: bool) -> discord.abc.Messageable:
-        if private and self._in_server:
+        if private and self._in_server and self._author is not None:
             return await platform_call(self._author.create_dm(), "open a DM")
         return self._client.get_partial_messageable(target_channel_id(key))
 
@@ -126,7 +127,8 @@ class ChannelOutbox(_DiscordOutbox):
             if index == len(parts) - 1 and reply.attachment is not None:
                 kwargs["file"] = to_file(reply.attachment)
             message = await platform_call(destination.send(**kwargs), f"send to {destination.id}")
-            self._channel_of[str(message.id)] = message.channel.id
+            if message.channel.id != target_channel_id(key):
+                self._channel_of[str(message.id)] = message.channel.id
         assert message is not None
         return SentMessage(key, str(message.id))
 

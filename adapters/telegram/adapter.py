@@ -3,6 +3,7 @@
     serve(app, stop)
         getMe (backoff while the network is down; a rejected token is a ConfigError)
         setMyCommands (user menu for everyone, /admin in each admin's private chat)
+        plugins: an Outbox for any chat, so scheduled jobs post before anyone writes
         re-answer turns a crash left unanswered (store.unanswered)
         long polling (PTB Updater) or webhook (aiohttp, secret header checked)
         every update -> update_to_event -> app.dispatcher.feed(event, TelegramOutbox)
@@ -96,12 +97,19 @@ class TelegramAdapter:
             self._aliases = command_aliases(self.app.commands)
             await publish_commands(self.application.bot, self.app.commands, self.app.settings.all_admins())
             await self.application.start()
+            self._register_job_outbox()
             await self.start_recovery()
             await self._start_receiving()
             log.info("Telegram bot @%s is running (%s)", self._me.username, self.settings.mode)  # type: ignore[union-attr]
             await stop.wait()
         finally:
             await self._shutdown()
+
+    def _register_job_outbox(self) -> None:
+        """Plugin jobs post through the bot to any chat by id (no drafts: nothing streams there)."""
+        plugins = getattr(self.app, "plugins", None)
+        if plugins is not None:
+            plugins.register_outbox(PLATFORM, TelegramOutbox(self.application.bot, interval=None))
 
     async def _connect(self, stop: asyncio.Event) -> bool:
         """getMe until it works; False if ``stop`` came first."""
