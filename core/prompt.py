@@ -100,14 +100,36 @@ def build_prompt(
     def fits(messages: list[ChatMessage]) -> bool:
         return count_tokens(messages) <= budget.prompt_tokens
 
+    costs: dict[ChatMessage, int] = {}
+
+    def probably_fits(messages: list[ChatMessage]) -> bool:
+        """Sum of per-message counts: one tokenizer call per distinct message, not per probe.
+
+        Each single-message count carries the template's fixed glue once more, so the sum
+        errs high; the exact count below settles the result.
+        """
+        for message in messages:
+            if message not in costs:
+                costs[message] = count_tokens([message])
+        return sum(costs[message] for message in messages) <= budget.prompt_tokens
+
     if not fits(assemble((), 0, 0, current)):
         current = _cut_to_fit(current, lambda message: fits(assemble((), 0, 0, message)))
-    turns = _fit_count(earlier, lambda k: fits(assemble((), 0, k, current)))
+    turns = _fit_count(earlier, lambda k: probably_fits(assemble((), 0, k, current)))
     context_items = [section for section in ordered if not section.trusted]
-    context_count = _fit_count(context_items, lambda k: fits(assemble(context_items[:k], 0, turns, current)))
-    context = context_items[:context_count]
-    examples = _fit_count(persona.example_dialogues, lambda k: fits(assemble(context, k, turns, current)))
-    return tuple(assemble(context, examples, turns, current))
+    context_count = _fit_count(context_items, lambda k: probably_fits(assemble(context_items[:k], 0, turns, current)))
+    examples = _fit_count(
+        persona.example_dialogues, lambda k: probably_fits(assemble(context_items[:context_count], k, turns, current))
+    )
+    # Exact check; if merged turns or template glue pushed it over, drop in the same order.
+    while not fits(prompt := assemble(context_items[:context_count], examples, turns, current)):
+        if examples:
+            examples -= 1
+        elif context_count:
+            context_count -= 1
+        else:  # system + current fit (checked above), so turns are left to drop
+            turns -= 1
+    return tuple(prompt)
 
 
 def _cut_to_fit(message: ChatMessage, fits: Callable[[ChatMessage], bool]) -> ChatMessage:
