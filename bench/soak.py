@@ -18,8 +18,8 @@ two different replies seen by the client), half-written turns, and PRAGMA
 integrity_check (also run after every kill). ``--without-safety`` runs the core
 without the safety feature, for comparison.
 
-The child process adds ``core.safety.setup_safety`` to the App's FEATURES when the
-bot's wiring does not have it yet, so the run measures the bot as deployed.
+The child process runs the App with the safety feature only (personalization and
+plugins add nothing to delivery and would load the embedder in every process).
 """
 
 from __future__ import annotations
@@ -43,10 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = """
 import sys
 import core.app
-if sys.argv[1] == "safe":
-    from core.safety import setup_safety
-    if setup_safety not in core.app.FEATURES:
-        core.app.FEATURES.append(setup_safety)
+from core.safety import setup_safety
+core.app.FEATURES[:] = [setup_safety] if sys.argv[1] == "safe" else []  # storage and delivery only
 _enter = core.app.App.__aenter__
 async def _announce(self):
     app = await _enter(self)
