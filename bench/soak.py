@@ -248,7 +248,7 @@ def main() -> None:
     parser.add_argument("--run-timeout", type=float, default=120.0, help="a run slower than this counts as failed")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", type=Path, help="work in this folder and keep the database")
-    parser.add_argument("--without-safety", action="store_true", help="the core alone, without core.safety")
+    parser.add_argument("--without-safety", action="store_true", help="the App without the safety feature")
     args = parser.parse_args()
 
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="personabot-soak-"))

@@ -21,8 +21,9 @@ from core.commands import CommandRegistry, CommandSpec
 from core.dispatcher import Context, Dispatcher, Middleware, Route, Router
 from core.errors import ConfigError, PermissionDenied, UnknownCommand
 from core.events import IncomingMessage, Reply
-from core.middleware import RateLimiter, dedupe, drop_banned, limit_input
+from core.middleware import RateLimiter, limit_input
 from core.personas import BUNDLED_PERSONAS, PersonaLibrary
+from core.recovery import ResumingDedupe, drop_banned_linked
 from core.ports import Embedder, Generator, Store
 from core.settings import BUILTIN_MODEL, BotSettings
 
@@ -112,8 +113,8 @@ class App:
         )
         limits = settings.limits
         self.middlewares: list[Middleware] = [
-            dedupe,
-            drop_banned,
+            ResumingDedupe(),
+            drop_banned_linked,
             RateLimiter(
                 limits.user_messages_per_minute, limits.user_burst, limits.chat_messages_per_minute, limits.chat_burst
             ),

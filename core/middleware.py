@@ -1,4 +1,4 @@
-"""The standard middlewares, in the order the App chains them.
+"""The standard middlewares (de-duplication and bans live in core/recovery.py).
 
 Each is ``async def mw(ctx, call_next)``: it may stop an event (return without
 calling ``call_next``), replace ``ctx.event``, or raise a PersonabotError that the
@@ -8,7 +8,6 @@ dispatcher's error hook answers.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,24 +15,6 @@ from dataclasses import dataclass
 from core.dispatcher import Context, Handler, Middleware
 from core.errors import InputRejected, RateLimited
 from core.text import normalize_user_text
-
-log = logging.getLogger(__name__)
-
-
-async def dedupe(ctx: Context, call_next: Handler) -> None:
-    """Drop an event the store has seen (redelivery after a reconnect or retry)."""
-    if not await ctx.app.store.record_event(ctx.event.event_id):
-        log.debug("duplicate event %s dropped", ctx.event.event_id)
-        return
-    await call_next(ctx)
-
-
-async def drop_banned(ctx: Context, call_next: Handler) -> None:
-    """Banned users are ignored silently (no answer gives them nothing to probe)."""
-    if await ctx.app.is_banned(ctx.event.user.qualified):
-        return
-    await call_next(ctx)
-
 
 def limit_input(max_chars: int) -> Middleware:
     """Normalise text (core.text rules); cut long input with a notice; refuse empty input."""

@@ -152,7 +152,7 @@ class Store(Protocol):
     async def turn_by_event(self, event_id: str) -> tuple[StoredMessage, StoredMessage | None] | None:
         """The user turn stored for a platform event and the bot's reply to it; None if never stored.
 
-        Crash recovery asks it when an event is delivered again (core.safety.recovery).
+        Crash recovery asks it when an event is delivered again (core.recovery).
         """
         ...
 

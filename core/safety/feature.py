@@ -2,7 +2,7 @@
 
 After it, the dispatcher chain reads::
 
-    dedupe (resuming) → drop_banned (linked ids) → rate_limit (+ daily quota)
+    dedupe → drop_banned (core/recovery.py) → rate_limit (+ daily quota)
       → input_limits → moderate_input → audit_commands → router
 
 and the App also has: the output reply filter, the global generation cap around the
@@ -23,7 +23,6 @@ from core.safety.audit import AUDIT_COMMAND, AuditCommands
 from core.safety.config import SafetySettings
 from core.safety.limits import AbuseLimiter, GenerationLimiter
 from core.safety.moderation import InputModeration, Moderator, OutputModeration, TextClassifier
-from core.safety.recovery import ResumingDedupe, drop_banned_linked
 from core.safety.secrets import SecretRedactor, secret_env_names
 
 if TYPE_CHECKING:
@@ -64,8 +63,6 @@ async def setup_safety(app: "App", stack: AsyncExitStack) -> None:
     limits = app.settings.limits
     limiter = AbuseLimiter(limits, exempt=app.is_admin if settings.exempt_admins else (lambda event: False))
     chain = app.dispatcher.middlewares
-    _replace(chain, "dedupe", ResumingDedupe())
-    _replace(chain, "drop_banned", drop_banned_linked)
     _replace(chain, "rate_limit", limiter)
     _insert_after(chain, "input_limits", [InputModeration(moderator), AuditCommands(settings.audited_commands)])
     app.chat.reply_filters.append(OutputModeration(moderator))

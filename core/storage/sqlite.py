@@ -672,7 +672,7 @@ class SQLiteStore(PluginDataMixin):
     async def turn_by_event(self, event_id: str) -> tuple[StoredMessage, StoredMessage | None] | None:
         """The user turn stored for a platform event and the bot's reply to it (None: never stored).
 
-        Only asked when an event is delivered again (core.safety.recovery), so no index is kept for it.
+        Only asked when an event is delivered again (core.recovery), so no index is kept for it.
         """
         eid = _text(event_id, "event id")
 

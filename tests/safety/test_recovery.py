@@ -11,7 +11,7 @@ from pathlib import Path
 
 from core.dispatcher import Context
 from core.generation.scripted import ScriptedGenerator
-from core.safety.recovery import resume_turn
+from core.recovery import resume_turn
 from core.storage.sqlite import SQLiteStore
 from tests.conftest import make_event
 from tests.fakes import RecordingOutbox
