@@ -22,8 +22,11 @@ from core.dispatcher import Context, Dispatcher, Middleware, Route, Router
 from core.errors import ConfigError, PermissionDenied, UnknownCommand
 from core.events import IncomingMessage, Reply
 from core.middleware import RateLimiter, limit_input
+from core.personalization.feature import setup_personalization
 from core.personas import BUNDLED_PERSONAS, PersonaLibrary
+from core.plugins.manager import setup_plugins
 from core.recovery import ResumingDedupe, drop_banned_linked
+from core.safety import setup_safety
 from core.ports import Embedder, Generator, Store
 from core.settings import BUILTIN_MODEL, BotSettings
 
@@ -178,20 +181,16 @@ async def run_command(ctx: Context) -> None:
     args = spec.bind(raw_args)
     try:
         answer = await spec.handler(ctx, args)
-    except Exception as error:
+    except Exception:
         if spec.admin_only:
             await app.store.audit(ctx.event.user.qualified, f"admin {spec.name}", " ".join(args), "error")
-        raise error
+        raise
     if spec.admin_only:
         await app.store.audit(ctx.event.user.qualified, f"admin {spec.name}", " ".join(args), "ok")
     if answer is not None:
         reply = answer if isinstance(answer, Reply) else Reply(answer, private=spec.private)
         await ctx.reply(reply)
 
-
-from core.personalization.feature import setup_personalization  # noqa: E402
-from core.plugins.manager import setup_plugins  # noqa: E402
-from core.safety import setup_safety  # noqa: E402
 
 # Order matters: safety wraps the generator and the chain first; plugins come last so
 # they see the commands and routes of the features before them.
