@@ -147,8 +147,11 @@ async def run_once(args: argparse.Namespace, message: Message, workdir: Path, ta
         else:
             await asyncio.wait([exited], timeout=args.run_timeout)
         if not exited.done():
-            proc.send_signal(signal.SIGKILL)
-            killed = kill is not None
+            try:
+                proc.send_signal(signal.SIGKILL)
+                killed = kill is not None
+            except ProcessLookupError:  # it exited between the check and the signal
+                pass
         await exited
         stdout, _ = await asyncio.gather(*readers)
     finally:
