@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import tempfile
 import time
@@ -23,35 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import aiosqlite  # noqa: E402
 
 from core.app import App  # noqa: E402
-from core.events import ChatKind, ConversationKey, IncomingMessage, Reply, SentMessage, UserRef  # noqa: E402
+from core.events import ChatKind, ConversationKey, IncomingMessage, UserRef  # noqa: E402
 from core.generation.scripted import ScriptedGenerator  # noqa: E402
 from core.settings import BotSettings  # noqa: E402
 from core.storage.sqlite import SQLiteStore  # noqa: E402
-
-
-class NullOutbox:
-    max_message_length = 4096
-    markdown_fences = False
-
-    def measure(self, text: str) -> int:
-        return len(text)
-
-    def edit_interval(self) -> float | None:
-        return None
-
-    async def send(self, key: ConversationKey, reply: Reply) -> SentMessage:
-        return SentMessage(key, "1")
-
-    async def edit(self, sent: SentMessage, text: str) -> None:
-        return None
-
-    async def typing(self, key: ConversationKey) -> None:
-        return None
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+from bench_support import NullOutbox, percentile  # noqa: E402
 
 
 async def through_core(db: Path, messages: int, users: int) -> tuple[float, list[float]]:

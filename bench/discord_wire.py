@@ -28,14 +28,10 @@ from core.app import App  # noqa: E402
 from core.generation.scripted import ScriptedGenerator  # noqa: E402
 from core.settings import BotSettings  # noqa: E402
 from core.storage.sqlite import SQLiteStore  # noqa: E402
+from bench_support import percentile  # noqa: E402
 from tests.adapters.discord_fake_server import FakeDiscord  # noqa: E402
 
 USER = 700000000000000002
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def run(messages: int, concurrent: int, words: int, edit_interval: float, stream: bool) -> dict[str, float]:

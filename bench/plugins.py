@@ -25,11 +25,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.app import App  # noqa: E402
-from core.events import ChatKind, ConversationKey, IncomingMessage, Reply, SentMessage, UserRef  # noqa: E402
+from core.events import ChatKind, ConversationKey, IncomingMessage, UserRef  # noqa: E402
 from core.generation.scripted import ScriptedGenerator  # noqa: E402
 from core.plugins import setup_plugins  # noqa: E402
 from core.settings import BotSettings  # noqa: E402
 from core.storage.sqlite import SQLiteStore  # noqa: E402
+from bench_support import NullOutbox, percentile  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"user_messages_per_minute": 1e9, "user_burst": 10**9, "chat_messages_per_minute": 1e9, "chat_burst": 10**9}
@@ -61,35 +62,6 @@ QUESTIONS = [  # (question, the article heading that answers it)
     ("怎么申请退款？", "常见问题.md › 退款"),
     ("快递几天能到？", "常见问题.md › 发货时间"),
 ]
-
-
-class NullOutbox:
-    max_message_length = 4096
-    markdown_fences = False
-
-    def __init__(self) -> None:
-        self.sent = 0
-
-    def measure(self, text: str) -> int:
-        return len(text)
-
-    def edit_interval(self) -> float | None:
-        return None
-
-    async def send(self, key: ConversationKey, reply: Reply) -> SentMessage:
-        self.sent += 1
-        return SentMessage(key, str(self.sent))
-
-    async def edit(self, sent: SentMessage, text: str) -> None:
-        return None
-
-    async def typing(self, key: ConversationKey) -> None:
-        return None
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def event(n: int) -> IncomingMessage:

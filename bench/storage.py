@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.errors import StorageError  # noqa: E402
 from core.events import ConversationKey  # noqa: E402
 from core.storage import SQLiteStore  # noqa: E402
+from bench_support import percentile  # noqa: E402
 
 TEXTS = ["你好，今天怎么样？", "hello there, how are you doing today?", "مرحبا", "ok 👍", "明天见"]
 
@@ -135,11 +136,6 @@ def build_big_db(path: Path, messages: int, per_conversation: int) -> int:
 async def _create_schema(path: Path) -> None:
     async with SQLiteStore(path):
         pass
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def bench_reads(path: Path, conversations: int, queries: int, window: int, chats: int) -> None:
