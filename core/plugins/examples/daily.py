@@ -12,13 +12,14 @@ bot's model writes each check-in (falling back to the configured messages on err
 from __future__ import annotations
 
 from datetime import datetime, time
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from core.errors import CommandUsageError, GenerationError
 from core.events import ChatKind, ChatMessage, GenerationParams, GenerationRequest
 from core.plugins import ArgSpec, Job, Plugin, PluginContext, Turn
-from core.plugins.examples.timeparse import TimeParseError, next_time_of_day, parse_clock, zone
+from core.plugins.examples.timeparse import TimeParseError, known_zone, next_time_of_day, parse_clock, zone
 
 MAX_LATE_S = 3 * 3600
 DEFAULT_MESSAGES = (
@@ -31,19 +32,10 @@ DEFAULT_MESSAGES = (
 class DailyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    timezone: str = "UTC"  # used when the user gives none
+    timezone: Annotated[str, AfterValidator(known_zone)] = "UTC"  # used when the user gives none
     messages: tuple[str, ...] = Field(DEFAULT_MESSAGES, min_length=1)  # "{name}" becomes ", <their name>"
     use_model: bool = False
     model_prompt: str = "Write one short, warm check-in message to a friend you talk to every day. One or two sentences."
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            zone(value)
-        except TimeParseError as exc:
-            raise ValueError(str(exc)) from None
-        return value
 
 
 plugin = Plugin(

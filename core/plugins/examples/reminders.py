@@ -12,31 +12,23 @@ are read in the bot's time zone (``timezone`` in ``[plugins.reminders]``).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from core.errors import CommandUsageError, NotFound
 from core.events import ChatKind
 from core.plugins import ArgSpec, Job, Plugin, PluginContext, Turn, regex
-from core.plugins.examples.timeparse import TimeParseError, parse_reminder, zone
+from core.plugins.examples.timeparse import TimeParseError, known_zone, parse_reminder, zone
 
 
 class RemindersConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    timezone: str = "UTC"
+    timezone: Annotated[str, AfterValidator(known_zone)] = "UTC"
     max_per_user: int = Field(25, ge=1, le=1000)
     max_days_ahead: int = Field(366, ge=1, le=3660)
     max_text_chars: int = Field(500, ge=10, le=4000)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            zone(value)
-        except TimeParseError as exc:
-            raise ValueError(str(exc)) from None
-        return value
 
 
 plugin = Plugin(

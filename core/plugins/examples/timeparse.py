@@ -225,6 +225,12 @@ def _chinese(text: str, now: datetime) -> tuple[datetime, str] | None:
     return None
 
 
+def known_zone(name: str) -> str:
+    """``name`` if it is a known time zone (for config validators; TimeParseError is a ValueError)."""
+    zone(name)
+    return name
+
+
 def zone(name: str) -> tzinfo:
     """An IANA time zone by name; TimeParseError with a short hint otherwise."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
