@@ -55,7 +55,7 @@ def random_model(folder: Path) -> Path:
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    from core.training.tokenizer import train_tokenizer
+    from training.tokenizer import train_tokenizer
 
     tok = train_tokenizer(chitchat_lines(40_000), vocab_size=8192)
     config = LlamaConfig(vocab_size=len(tok), hidden_size=384, intermediate_size=1024, num_hidden_layers=6,

@@ -112,7 +112,7 @@ async def knowledge_quality(folder: Path) -> tuple[float, float, float, int]:
         "name": "bench", "model": {"backend": "scripted"},
         "plugins": {"enabled": ["knowledge"], "knowledge": {"folder": str(ROOT / "bots" / "support_kb")}},
     }).model_copy(update={"source": folder / "bot.toml"})
-    from core.plugins.examples.knowledge import search
+    from plugins.knowledge import search
 
     async with App(settings, store=SQLiteStore(":memory:"), generator=ScriptedGenerator(["x"]),
                    features=[setup_plugins]) as app:

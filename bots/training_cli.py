@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.progress import track
 
-        from core.training import data as d
+        from training import data as d
 
         try:
             sources = []
@@ -100,7 +100,7 @@ def register(app: typer.Typer) -> None:
         resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.")] = False,
     ) -> None:
         """Train a dialogue model from scratch; the best by validation loss is saved to OUT."""
-        from core.training.train import TrainConfig, train
+        from training.train import TrainConfig, train
 
         cfg = TrainConfig(
             data=str(data), out=str(out), arch=arch, tokenizer=str(tokenizer) if tokenizer else None,
@@ -140,7 +140,7 @@ def register(app: typer.Typer) -> None:
 
         import torch
 
-        from core.training.evaluate import COLUMNS, EvalSettings, evaluate, table_rows, write_reports
+        from training.evaluate import COLUMNS, EvalSettings, evaluate, table_rows, write_reports
 
         torch.set_num_threads(threads or os.cpu_count() or 1)
 
@@ -178,7 +178,7 @@ def register(app: typer.Typer) -> None:
         overwrite: Annotated[bool, typer.Option()] = False,
     ) -> None:
         """LoRA fine-tuning on assistant turns; saves an adapter for PeftModel.from_pretrained."""
-        from core.training.finetune import FinetuneConfig, finetune
+        from training.finetune import FinetuneConfig, finetune
 
         cfg = FinetuneConfig(base=base, data=str(data), out=str(out), rank=rank, alpha=alpha, target_modules=target_modules,
                              lr=lr, epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_length=max_length,
@@ -193,7 +193,7 @@ def register(app: typer.Typer) -> None:
 async def _consented_logs(db: Path) -> list:
     """Chats of users who consented to training, from a bot's SQLite database."""
     from core.storage import SQLiteStore
-    from core.training.data import store_conversations
+    from training.data import store_conversations
 
     if not db.is_file():
         raise ConfigError(f"database {db} not found")

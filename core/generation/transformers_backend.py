@@ -78,10 +78,10 @@ def _register_custom_model(source: str, is_local: bool) -> None:
         raise GenerationError(f"cannot read {source}/config.json: {exc}") from exc
     if model_type == LSTM_MODEL_TYPE:
         try:
-            from core.training.lstm import register_custom_models
+            from core.generation.lstm import register_custom_models
         except ImportError as exc:
             raise GenerationError(
-                f"{source} is a '{LSTM_MODEL_TYPE}' model but core.training.lstm is not available: {exc}"
+                f"{source} is a '{LSTM_MODEL_TYPE}' model but core.generation.lstm is not available: {exc}"
             ) from exc
         register_custom_models()
 

@@ -34,10 +34,10 @@ from core.settings import BotSettings
 
 ENTRY_POINT_GROUP = "personabot.plugins"
 BUNDLED = {
-    "knowledge": "core.plugins.examples.knowledge",
-    "reminders": "core.plugins.examples.reminders",
-    "lessons": "core.plugins.examples.lessons",
-    "daily": "core.plugins.examples.daily",
+    "knowledge": "plugins.knowledge",
+    "reminders": "plugins.reminders",
+    "lessons": "plugins.lessons",
+    "daily": "plugins.daily",
 }
 PLATFORM_LIBRARIES = frozenset({"discord", "telegram", "adapters"})
 

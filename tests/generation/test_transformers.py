@@ -199,8 +199,8 @@ async def test_lstm_model_without_training_module(tmp_path, llama_dir, monkeypat
     shutil.copytree(llama_dir, lstm)
     config = json.loads((lstm / "config.json").read_text())
     (lstm / "config.json").write_text(json.dumps({**config, "model_type": "personabot-lstm"}))
-    monkeypatch.setitem(sys.modules, "core.training.lstm", None)  # import fails
-    with pytest.raises(GenerationError, match="core.training.lstm"):
+    monkeypatch.setitem(sys.modules, "core.generation.lstm", None)  # import fails
+    with pytest.raises(GenerationError, match="core.generation.lstm"):
         await acquire_model(str(lstm))
 
 

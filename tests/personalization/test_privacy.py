@@ -7,7 +7,7 @@ import time
 from core.events import ConversationKey
 from core.personalization.privacy import apply_retention, export_user_data
 from core.storage.sqlite import SQLiteStore
-from core.training.data import store_conversations
+from training.data import store_conversations
 from tests.personalization.helpers import GatedGenerator, bot_settings, personal_app, rows_naming, say, table_names
 
 USER, OTHER, GROUP = "telegram:1", "telegram:2", "-100"

@@ -69,8 +69,8 @@ def test_list_exits_2_on_a_missing_plugin_or_a_bad_config(tmp_path):
 
 def test_the_example_plugins_import_no_platform_library():
     code = (
-        "import sys, core.plugins.examples.knowledge, core.plugins.examples.reminders,"
-        " core.plugins.examples.lessons, core.plugins.examples.daily, core.plugins.manager;"
+        "import sys, plugins.knowledge, plugins.reminders,"
+        " plugins.lessons, plugins.daily, core.plugins.manager;"
         "print(sorted(m for m in ('discord', 'telegram', 'adapters', 'torch') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

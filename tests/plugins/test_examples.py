@@ -213,7 +213,7 @@ async def test_a_quiz_checks_answers_given_as_plain_messages_and_tracks_progress
 
 
 async def test_answers_in_other_scripts_and_with_accents_are_recognised():
-    from core.plugins.examples.lessons import is_correct
+    from plugins.lessons import is_correct
 
     assert is_correct("谢谢！", ("谢谢", "xiexie"))
     assert is_correct("XIÈXIE", ("谢谢", "xièxie"))
@@ -283,7 +283,7 @@ async def test_bad_daily_settings_get_a_clear_answer(command, answer):
 
 
 def test_the_next_checkin_follows_daylight_saving_time():
-    from core.plugins.examples.daily import next_run
+    from plugins.daily import next_run
 
     paris = ZoneInfo("Europe/Paris")
     before = datetime(2025, 3, 29, 8, 30, tzinfo=paris).timestamp()  # the night before the clocks go forward

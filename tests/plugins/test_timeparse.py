@@ -1,4 +1,4 @@
-"""Reading reminder times in English and Chinese (core/plugins/examples/timeparse.py)."""
+"""Reading reminder times in English and Chinese (plugins/timeparse.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.plugins.examples.timeparse import TimeParseError, chinese_number, parse_clock, parse_reminder
+from plugins.timeparse import TimeParseError, chinese_number, parse_clock, parse_reminder
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2025, 3, 10, 10, 0, tzinfo=SHANGHAI)  # a Monday morning

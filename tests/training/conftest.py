@@ -40,7 +40,7 @@ def write_split_dir(folder: Path, n: int = 30) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer_dir(tmp_path_factory) -> Path:
-    from core.training.tokenizer import train_tokenizer
+    from training.tokenizer import train_tokenizer
 
     folder = tmp_path_factory.mktemp("tok")
     tok = train_tokenizer(TEXTS * 20, vocab_size=400, min_frequency=1)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from bots.training_cli import register
 from core.errors import ConfigError
 from core.records import StoredMessage
-from core.training import data as d
+from training import data as d
 
 
 # --- PII --------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from bots.training_cli import register
 from core.errors import ConfigError
-from core.training.evaluate import (
+from training.evaluate import (
     LMScorer,
     RankExample,
     TfidfRetrievalScorer,
@@ -89,7 +89,7 @@ def test_tfidf_retrieval_finds_the_reply_of_a_seen_context():
 
 def test_lm_scorer_prefers_what_the_model_learned(tiny_tokenizer_dir):
     """A model trained on one exchange ranks its reply above unrelated ones."""
-    from core.training.train import TrainConfig, build_model, collate, conversation_windows
+    from training.train import TrainConfig, build_model, collate, conversation_windows
 
     torch.manual_seed(0)
     torch.set_num_threads(1)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from bots.training_cli import register
 from core.errors import ConfigError
-from core.training.finetune import FinetuneConfig, assistant_masked, finetune
+from training.finetune import FinetuneConfig, assistant_masked, finetune
 from tests.training.conftest import conversation
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from core.training.tokenizer import CHAT_TEMPLATE, encode_conversation
+from training.tokenizer import CHAT_TEMPLATE, encode_conversation
 
 
 @pytest.fixture(scope="module")

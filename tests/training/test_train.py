@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from bots.training_cli import register
 from core.errors import ConfigError
-from core.training.lstm import AttentionLSTMForCausalLM, register_custom_models
-from core.training.train import TrainConfig, build_model, collate, conversation_windows, train
+from core.generation.lstm import AttentionLSTMForCausalLM, register_custom_models
+from training.train import TrainConfig, build_model, collate, conversation_windows, train
 from tests.training.conftest import conversation
 
 TINY = dict(hidden_size=32, layers=2, heads=2, intermediate_size=64, block_size=64, batch_size=4, eval_batches=2)

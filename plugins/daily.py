@@ -19,7 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from core.errors import CommandUsageError, GenerationError
 from core.events import ChatKind, ChatMessage, GenerationParams, GenerationRequest
 from core.plugins import ArgSpec, Job, Plugin, PluginContext, Turn
-from core.plugins.examples.timeparse import TimeParseError, known_zone, next_time_of_day, parse_clock, zone
+from plugins.timeparse import TimeParseError, known_zone, next_time_of_day, parse_clock, zone
 
 MAX_LATE_S = 3 * 3600
 DEFAULT_MESSAGES = (

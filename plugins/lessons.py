@@ -7,7 +7,7 @@
     /lesson progress    what you did so far
 
 The catalog is a TOML file (``file`` in ``[plugins.lessons]``, default: the bundled
-sample, core/plugins/examples/lessons.toml). Lessons are offered to the bot's
+sample, plugins/lessons.toml). Lessons are offered to the bot's
 recommendations too. "Best match" is the seed's score P(u,i) between the user's
 interest vector and the lesson's embedding (see core/personalization/scoring.py).
 """

@@ -19,7 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from core.errors import CommandUsageError, NotFound
 from core.events import ChatKind
 from core.plugins import ArgSpec, Job, Plugin, PluginContext, Turn, regex
-from core.plugins.examples.timeparse import TimeParseError, known_zone, parse_reminder, zone
+from plugins.timeparse import TimeParseError, known_zone, parse_reminder, zone
 
 
 class RemindersConfig(BaseModel):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
-from core.training.data import read_jsonl
+from training.data import read_jsonl
 
 
 @dataclass
@@ -66,8 +66,8 @@ def finetune(cfg: FinetuneConfig, log=print) -> dict[str, Any]:
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
 
-    from core.training.lstm import register_custom_models
-    from core.training.train import collate
+    from core.generation.lstm import register_custom_models
+    from training.train import collate
 
     out = Path(cfg.out)
     if out.exists() and any(out.iterdir()) and not cfg.overwrite:

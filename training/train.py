@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
-from core.training.data import load_split
-from core.training.tokenizer import END, PAD
+from training.data import load_split
+from training.tokenizer import END, PAD
 
 ARCHS = ("transformer", "lstm")
 
@@ -78,7 +78,7 @@ def conversation_windows(tok: Any, convs: list[dict[str, Any]], block_size: int,
 
     Returns ``(input_ids, labels)`` pairs; labels are -100 where the loss is off.
     """
-    from core.training.tokenizer import encode_conversation
+    from training.tokenizer import encode_conversation
 
     out = []
     for conv in convs:
@@ -131,7 +131,7 @@ def build_model(cfg: TrainConfig, tok: Any) -> Any:
             pad_token_id=pad_id,
         )
         return LlamaForCausalLM(config)
-    from core.training.lstm import AttentionLSTMConfig, AttentionLSTMForCausalLM
+    from core.generation.lstm import AttentionLSTMConfig, AttentionLSTMForCausalLM
 
     config = AttentionLSTMConfig(
         vocab_size=len(tok),
@@ -228,7 +228,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log: Ca
     from tqdm.auto import tqdm
     from transformers import AutoTokenizer
 
-    from core.training.tokenizer import build_and_save
+    from training.tokenizer import build_and_save
 
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     out = Path(cfg.out)
@@ -270,7 +270,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log: Ca
     if resume:
         from transformers import AutoModelForCausalLM
 
-        from core.training.lstm import register_custom_models
+        from core.generation.lstm import register_custom_models
 
         register_custom_models()
         model = AutoModelForCausalLM.from_pretrained(str(ckpt), dtype=torch.float32)

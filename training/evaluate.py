@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core.errors import ConfigError
-from core.training.data import strip_stopwords, words
+from training.data import strip_stopwords, words
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def load_model(path: str | Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from core.training.lstm import register_custom_models
+    from core.generation.lstm import register_custom_models
 
     register_custom_models()
     if not (Path(path) / "config.json").is_file():
@@ -124,7 +124,7 @@ class LMScorer:
 
 def perplexity(model: Any, tok: Any, convs: list[dict[str, Any]], max_windows: int, batch_size: int = 16) -> float:
     """exp(mean NLL) of assistant tokens (text + end token) given the conversation so far."""
-    from core.training.train import conversation_windows, evaluate_loss
+    from training.train import conversation_windows, evaluate_loss
 
     block = int(getattr(model.config, "max_position_embeddings", 512))
     windows = conversation_windows(tok, convs, block, "assistant")[:max_windows]
@@ -196,7 +196,7 @@ class EvalSettings:
 
 def evaluate(model_paths: Sequence[str], data_dir: str, settings: EvalSettings, progress: Callable = lambda it, **kw: it) -> dict[str, Any]:
     """All metrics for each model and the retrieval baseline, as JSON-ready data."""
-    from core.training.data import load_split
+    from training.data import load_split
 
     test = load_split(data_dir, "test")
     train_convs = load_split(data_dir, "train")
