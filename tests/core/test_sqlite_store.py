@@ -20,7 +20,7 @@ from core.events import ConversationKey
 from core.ports import Store
 from core.records import Profile
 from core.storage import SQLiteStore
-from core.storage.migrations import MIGRATIONS, Migration, latest_version, migrate
+from core.storage.sqlite.migrations import MIGRATIONS, Migration, latest_version, migrate
 from core.storage.sqlite import clean_text
 from tests.core.store_contract import *  # noqa: F403  (the contract suite runs on both fixtures)
 
@@ -219,7 +219,7 @@ async def test_retention_with_a_clock(tmp_path):
 
 
 async def test_retention_in_chunks_never_splits_a_turn(tmp_path, monkeypatch):
-    monkeypatch.setattr("core.storage.sqlite.RETENTION_CHUNK", 3)
+    monkeypatch.setattr("core.storage.sqlite.store.RETENTION_CHUNK", 3)
     clock = Clock()
     async with SQLiteStore(tmp_path / "bot.db", clock=clock) as store:
         conversation = await store.active_conversation(DM)

@@ -1,4 +1,4 @@
-"""Versioned schema of the SQLite store.
+"""Versioned schema of the SQLite store (core/storage/postgres/schema.py mirrors it).
 
 ``PRAGMA user_version`` holds the number of steps applied. Steps only ever get
 appended: never edit a released step, add a new one that alters what it created.
@@ -156,6 +156,27 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX plugin_jobs_due ON plugin_jobs(run_at)",
             "CREATE INDEX plugin_jobs_owner ON plugin_jobs(plugin, user_id)",
             "CREATE INDEX plugin_jobs_user ON plugin_jobs(user_id) WHERE user_id IS NOT NULL",
+        ),
+    ),
+    Migration(
+        3,
+        "state shared by processes: job claims, leases, rate limits, quotas (core/storage/values.py)",
+        (
+            # A job claimed by a scheduler until claimed_until; another may claim it after.
+            "ALTER TABLE plugin_jobs ADD COLUMN claimed_by TEXT",
+            "ALTER TABLE plugin_jobs ADD COLUMN claimed_until REAL",
+            "CREATE TABLE leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, until REAL NOT NULL)",
+            """CREATE TABLE rate_buckets (
+                key TEXT PRIMARY KEY,
+                tokens REAL NOT NULL,
+                updated REAL NOT NULL
+            )""",
+            "CREATE TABLE limit_notices (key TEXT PRIMARY KEY, until REAL NOT NULL)",
+            """CREATE TABLE quotas (
+                key TEXT PRIMARY KEY,
+                period TEXT NOT NULL,
+                used INTEGER NOT NULL
+            )""",
         ),
     ),
 )
