@@ -20,7 +20,17 @@ from core.events import (
     Reply,
     SentMessage,
 )
-from core.records import AuditEntry, Conversation, Memory, Profile, ScheduledJob, StoredMessage, UserRecord
+from core.records import (
+    Activity,
+    AuditEntry,
+    Conversation,
+    ConversationSummary,
+    Memory,
+    Profile,
+    ScheduledJob,
+    StoredMessage,
+    UserRecord,
+)
 
 
 @runtime_checkable
@@ -205,6 +215,55 @@ class Store(Protocol):
         ...
 
     async def stats(self) -> dict[str, int]: ...
+
+    # operator console: browse, search, page ---------------------------------------------
+    async def find_users(self, query: str = "", *, limit: int = 50, offset: int = 0) -> list[UserRecord]:
+        """Users whose id or display name contains ``query`` (ASCII case ignored), most
+        recently seen first; ``""`` lists everyone."""
+        ...
+
+    async def find_conversations(
+        self,
+        *,
+        platform: str = "",
+        chat: str = "",
+        user: str = "",
+        text: str = "",
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[ConversationSummary]:
+        """Newest first (by id, below ``before_id``), matching every filter given:
+        ``platform`` exactly, ``chat`` inside the conversation key, ``user`` the author of a
+        turn, ``text`` inside a turn (ASCII case ignored; ``%`` and ``_`` are literal)."""
+        ...
+
+    async def conversation_summary(self, conversation_id: int) -> ConversationSummary | None: ...
+
+    async def conversation_turns(
+        self, conversation_id: int, *, after_id: int = 0, limit: int = 100
+    ) -> list[StoredMessage]:
+        """Up to ``limit`` turns with an id above ``after_id``, oldest first (one page)."""
+        ...
+
+    async def find_audit(
+        self,
+        *,
+        actor: str = "",
+        action: str = "",
+        target: str = "",
+        outcome: str = "",
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[AuditEntry]:
+        """Newest first, matching every filter given: ``actor`` and ``outcome`` exactly,
+        ``action`` as a prefix (``"moderation"`` finds every moderation action), ``target``
+        inside the target."""
+        ...
+
+    async def activity(self, since: float, until: float, bucket_s: float = 60.0) -> Activity:
+        """Turns per ``bucket_s`` from ``since`` to ``until``, active users and
+        conversations, and the reply latencies of that window."""
+        ...
 
 
 @runtime_checkable

@@ -88,3 +88,26 @@ class ScheduledJob:
     payload: dict[str, Any] = field(default_factory=dict)
     attempts: int = 0  # failed runs since the last success
     created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    """A conversation as the operator console lists it: with its size and last activity."""
+
+    conversation: Conversation
+    platform: str
+    message_count: int
+    last_at: float | None  # time of the newest turn; None when it has none
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """Traffic between ``since`` and ``until`` (the console's dashboard)."""
+
+    since: float
+    until: float
+    bucket_s: float
+    messages: tuple[int, ...]  # stored turns (user and bot) per bucket, oldest bucket first
+    active_users: int  # distinct authors of user turns
+    active_conversations: int  # distinct conversations with a turn
+    reply_seconds: tuple[float, ...]  # for each reply stored in the window: reply time - user turn time

@@ -441,4 +441,6 @@ async def test_a_failing_call_does_not_disturb_concurrent_ones(store):
     assert [m.text for m in await store.history(conversation.id)] == ["one", "two"]
 
 
+from tests.core.store_console_contract import *  # noqa: E402, F403  (part two: the console's queries)
+
 __all__ = [name for name in dir() if name.startswith("test_")]

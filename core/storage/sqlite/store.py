@@ -19,6 +19,7 @@ from core.errors import NotFound
 from core.events import ConversationKey
 from core.records import AuditEntry, Conversation, Memory, Profile, StoredMessage, UserRecord
 from core.storage import values as v
+from core.storage.sqlite.console_queries import ConsoleQueriesMixin
 from core.storage.sqlite.engine import SQLiteEngine, changes, fetch_all, one
 from core.storage.sqlite.people import PeopleMixin
 from core.storage.sqlite.plugin_data import PluginDataMixin
@@ -27,7 +28,7 @@ from core.storage.sqlite.shared import SharedStateMixin
 RETENTION_CHUNK = 2000  # old messages deleted per transaction
 
 
-class SQLiteStore(PeopleMixin, PluginDataMixin, SharedStateMixin, SQLiteEngine):
+class SQLiteStore(PeopleMixin, PluginDataMixin, SharedStateMixin, ConsoleQueriesMixin, SQLiteEngine):
     """``async with SQLiteStore("bot.db") as store: ...`` — see engine.py for the concurrency."""
 
     # -- users -----------------------------------------------------------------------
