@@ -1,8 +1,14 @@
 """Continuous batching for many concurrent conversations on one local model.
 
-Built on transformers' own ``ContinuousBatchingManager`` (paged KV cache, a background
-decode loop that admits new requests into the running batch every step, prefix sharing).
-In front of it sits a fair admission queue of ours:
+Two engines run the batch; a fair admission queue of ours sits in front of either:
+
+- ``static`` (:mod:`core.generation.engine`, Llama-family models): one decode step for
+  every active reply over a static per-row KV cache, sampling and stop checks as tensor
+  ops; finished rows stay parked for prefix reuse.
+- ``transformers``: transformers' own ``ContinuousBatchingManager`` (paged KV cache, a
+  background decode loop, prefix sharing by content hash), for every other attention model.
+
+``engine="auto"`` takes ``static`` when the model supports it. The queue:
 
 - at most ``max_batch_size`` requests decode together; the rest wait;
 - waiting requests are admitted round-robin across users, and one user holds at most
@@ -13,17 +19,16 @@ In front of it sits a fair admission queue of ours:
 - a cancelled, timed-out or abandoned request leaves the batch at the next step and
   its slot goes to the next waiting request.
 
-The KV blocks of finished requests stay cached by content hash (transformers' prefix
-sharing), so the next turn of a conversation, whose prompt extends the previous prompt
-and reply, recomputes only the new tokens: time to first token does not grow with the
-history. Under memory pressure transformers drops all cached blocks at once (live
-requests always win); ``cache_tokens`` sizes the cache.
+Both engines keep the keys and values of finished requests, so the next turn of a
+conversation, whose prompt extends the previous prompt and reply, recomputes only the
+new tokens: time to first token does not grow with the history. ``cache_tokens`` sizes
+the cache (the static engine: rows of ``context_window`` positions, at least one per
+batch slot, grown in length only as used).
 
 transformers' batch sampler lacks a repetition penalty and per-request greedy decoding;
-:func:`sampling_processor` applies repetition penalty, temperature, top-k and top-p per
-request, and ``temperature=0`` becomes ``top_k=1`` (argmax). Per-request seeds are not
-supported by the batch sampler: the generator sends seeded requests down its sequential
-path.
+:func:`sampling_processor` applies :mod:`core.generation.sampling` in it. Per-request
+seeds are not supported by either engine (one random stream per batch): the generator
+sends seeded requests down its sequential path.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ log = logging.getLogger(__name__)
 
 _ids = itertools.count()
 CPU_CACHE_BYTES = 1 << 30  # default KV-cache budget on a CPU
+ENGINES = ("auto", "static", "transformers")
 
 
 def kv_bytes_per_token(model: Any) -> int:
@@ -58,13 +64,8 @@ def supports_batching(model: Any) -> bool:
 
 
 def sampling_processor() -> Any:
-    """Per-request sampling controls as one processor in transformers' batched API.
-
-    Applies, per row and in ``generate``'s order: repetition penalty (every token already in
-    the sequence, prompt and reply, has its logit divided by the penalty when positive,
-    multiplied when negative), temperature, top-k and top-p. One ``topk`` over the largest
-    requested k replaces full-vocabulary sorts, which dominate a small model's step on a CPU.
-    """
+    """Per-request sampling controls (:mod:`core.generation.sampling`) as one processor in
+    transformers' batched API."""
     import torch
     from transformers.generation.continuous_batching.cb_logits_processors import ContinuousBatchingLogitsProcessor
 
@@ -95,38 +96,26 @@ def sampling_processor() -> Any:
             # chunks) are placeholders whose samples transformers discards: left as they are.
             m = min(scores.size(0), len(self._params))
             if m:
-                scores[:m] = apply_sampling(scores[:m], self._rows, self._params)
+                scores[:m] = filter_rows(scores[:m], self._rows, self._params)
             return scores
 
     return Sampling()
 
 
-def apply_sampling(scores: Any, rows: list[list[int]], params: list[tuple[float, int, float, float]]) -> Any:
-    """Filtered logits for ``scores`` [B, V]; ``params[i]`` = (temperature, top_k, top_p, penalty)."""
+def filter_rows(scores: Any, rows: list[list[int]], params: list[tuple[float, int, float, float]]) -> Any:
+    """Filtered logits for ``scores`` [B, V]; ``rows[i]``: row i's tokens so far; ``params[i]`` =
+    (temperature, top_k, top_p, penalty)."""
     import torch
 
-    vocab = scores.size(-1)
+    from core.generation.sampling import filtered_logits
+
     device = scores.device
-    penalised = [i for i, p in enumerate(params) if p[3] != 1.0 and rows[i]]
-    if penalised:
-        width = max(len(rows[i]) for i in penalised)
-        index = torch.tensor([rows[i] + rows[i][:1] * (width - len(rows[i])) for i in penalised], device=device)
-        picked = torch.tensor(penalised, device=device)
-        penalty = torch.tensor([params[i][3] for i in penalised], device=device, dtype=scores.dtype).unsqueeze(-1)
-        sub = scores[picked]
-        seen = sub.gather(1, index)
-        sub.scatter_(1, index, torch.where(seen < 0, seen * penalty, seen / penalty))
-        scores[picked] = sub
-    temperature = torch.tensor([p[0] for p in params], device=device, dtype=scores.dtype).unsqueeze(-1)
-    ks = [min(p[1], vocab) if p[1] > 0 else vocab for p in params]
-    values, index = (scores / temperature).topk(max(ks), dim=-1)  # sorted, largest first
-    k = torch.tensor(ks, device=device).unsqueeze(-1)
-    values = values.masked_fill(torch.arange(values.size(-1), device=device) >= k, float("-inf"))
-    top_p = torch.tensor([p[2] for p in params], device=device, dtype=scores.dtype).unsqueeze(-1)
-    probs = values.softmax(dim=-1)
-    before = probs.cumsum(dim=-1) - probs  # probability mass ranked above each candidate
-    values = values.masked_fill(before >= top_p, float("-inf"))
-    return torch.full_like(scores, float("-inf")).scatter_(1, index, values)
+    seen = torch.zeros(scores.shape, dtype=torch.bool, device=device)
+    for i, row in enumerate(rows):
+        if row:
+            seen[i, torch.tensor(row, device=device)] = True
+    temperature, top_k, top_p, penalty = (torch.tensor(column, device=device) for column in zip(*params))
+    return filtered_logits(scores, seen, temperature.to(scores.dtype), top_k, top_p.to(scores.dtype), penalty.to(scores.dtype))
 
 
 class BatchedRequest:
@@ -139,12 +128,15 @@ class BatchedRequest:
         self.rid = f"pb-{next(_ids)}"
         self.ids, self.max_new, self.user, self.conversation = ids, max_new, user, conversation
         greedy = params.temperature <= 0
-        self.kwargs = {
-            "temperature": 1.0 if greedy else float(params.temperature),
-            "top_k": 1 if greedy else (params.top_k if params.top_k > 0 else batcher.vocab_size),
-            "top_p": 1.0 if greedy else float(params.top_p),
-            "repetition_penalty": float(params.repetition_penalty),
-        }
+        if batcher.engine == "static":  # greedy is its own fast path there
+            self.kwargs = {"temperature": float(params.temperature), "top_k": params.top_k, "top_p": float(params.top_p)}
+        else:
+            self.kwargs = {
+                "temperature": 1.0 if greedy else float(params.temperature),
+                "top_k": 1 if greedy else (params.top_k if params.top_k > 0 else batcher.vocab_size),
+                "top_p": 1.0 if greedy else float(params.top_p),
+            }
+        self.kwargs["repetition_penalty"] = float(params.repetition_penalty)
         self.pieces = AsyncTextIteratorStreamer(batcher.tokenizer, skip_prompt=False, skip_special_tokens=True)
         self.state = "waiting"  # -> "active" -> "done"
         self.generated: list[int] = []
@@ -175,9 +167,21 @@ class ContinuousBatcher:
         max_waiting_per_user: int | None = None,
         cache_tokens: int | None = None,
         page_size: int = 32,
+        engine: str = "auto",
+        compile: bool = False,
     ) -> None:
         if max_batch_size < 1 or max_queue < 1:
             raise GenerationError("max_batch_size and max_queue must be at least 1")
+        if engine not in ENGINES:
+            raise GenerationError(f"unknown batch engine {engine!r}; expected one of {ENGINES}")
+        from core.generation.decode import unsupported
+
+        reason = unsupported(model)
+        if engine == "static" and reason:
+            raise GenerationError(f"the static batch engine cannot run this model: {reason}")
+        self.engine = "static" if engine == "auto" and not reason else "transformers" if engine == "auto" else engine
+        self.compile = compile
+        self.context_window = context_window
         self.model, self.tokenizer, self.stop_ids = model, tokenizer, stop_ids
         self.vocab_size = model.config.get_text_config().vocab_size
         self.max_batch_size = max_batch_size
@@ -201,7 +205,22 @@ class ContinuousBatcher:
 
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
-        """Build and start transformers' batch manager. Raises GenerationError if it can't."""
+        """Build and start the batch engine (on the event loop). Raises GenerationError if it can't."""
+        if self.engine == "static":
+            from core.generation.engine import StaticEngine
+
+            rows = max(2 * self.max_batch_size if self.cache_tokens is None else self.cache_tokens // self.context_window, self.max_batch_size)
+            try:
+                engine = StaticEngine(self.model, self.stop_ids, max_batch_size=self.max_batch_size, context_window=self.context_window,
+                                      parked_rows=rows - self.max_batch_size, compile=self.compile)
+                engine.start()
+            except Exception as exc:
+                raise GenerationError(f"the static batch engine did not start: {type(exc).__name__}: {exc}") from exc
+            self._manager = engine
+            return
+        self._start_transformers()
+
+    def _start_transformers(self) -> None:
         from transformers import GenerationConfig
         from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
@@ -340,4 +359,4 @@ class ContinuousBatcher:
         self._end(request)
 
     def info(self) -> dict[str, Any]:
-        return {"active": self.active, "waiting": self.waiting, "max_batch_size": self.max_batch_size, **self.stats}
+        return {"active": self.active, "waiting": self.waiting, "max_batch_size": self.max_batch_size, "engine": self.engine, **self.stats}

@@ -285,6 +285,8 @@ class TransformersGenerator:
         max_active_per_user: int | None = None,
         max_waiting_per_user: int | None = None,
         cache_tokens: int | None = None,
+        engine: str = "auto",
+        compile: bool = False,
     ) -> "TransformersGenerator":
         """Load ``model`` (a local folder, checked first, or a hub id) once per process.
 
@@ -300,6 +302,7 @@ class TransformersGenerator:
                 generator._start_batcher(
                     required=batching is True, max_batch_size=max_batch_size, max_queue=max_queue,
                     max_active_per_user=max_active_per_user, max_waiting_per_user=max_waiting_per_user, cache_tokens=cache_tokens,
+                    engine=engine, compile=compile,
                 )
             generator._batched = batching is not False and shared.batcher is not None
             return generator

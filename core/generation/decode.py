@@ -1,0 +1,182 @@
+"""One batched forward pass for Llama-family models over a static, per-row KV cache.
+
+transformers' continuous batching (paged cache, per-request Python in its scheduler and
+sampler) spent more time per decode step than arithmetic on a small CPU model. This
+module walks the same weights directly (the model's own modules: norms, projections,
+rotary embedding) with a cache laid out as ``[rows, kv_heads, length, head_dim]`` per
+layer: row ``r`` holds one conversation's keys and values, each row has its own
+position, so one step decodes every active row with a handful of large tensor ops.
+
+- The cache is allocated once for ``rows`` and grows its length by doubling (up to the
+  context window) when a longer sequence comes in: memory follows what is in use.
+- Positions past a row's length hold stale but finite values; a boolean mask hides them.
+- :meth:`DecodeModel.swap` exchanges two rows (the engine keeps active rows contiguous).
+
+Supported: architectures whose decoder layers are Llama's (``llama``, ``mistral``
+without a sliding window, ``qwen2``, ``qwen3`` with its q/k norms). :func:`unsupported`
+says why another model is not; the batcher then uses transformers' engine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3")
+
+
+def unsupported(model: Any) -> str | None:
+    """None when :class:`DecodeModel` can run ``model``, else the reason it cannot."""
+    config = model.config.get_text_config()
+    if config.model_type not in ARCHITECTURES:
+        return f"architecture {config.model_type!r} is not one of {ARCHITECTURES}"
+    if config.model_type != "llama" and getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True):
+        return "sliding-window attention"
+    if getattr(config, "hidden_act", "silu") != "silu":
+        return f"activation {config.hidden_act!r}"
+    inner = getattr(model, "model", None)
+    if inner is None or not hasattr(inner, "rotary_emb") or not hasattr(model, "lm_head"):
+        return "unexpected module layout"
+    return None
+
+
+class DecodeModel:
+    """The model's forward over cache rows. Not thread-safe: one engine thread calls it."""
+
+    def __init__(self, model: Any, rows: int, max_length: int, *, initial_length: int = 256) -> None:
+        import torch
+
+        reason = unsupported(model)
+        if reason:
+            raise ValueError(f"fast decode does not support this model: {reason}")
+        config = model.config.get_text_config()
+        self.model, self.rows, self.max_length = model, rows, max_length
+        self.device, self.dtype = model.device, model.dtype
+        self.heads = config.num_attention_heads
+        self.kv_heads = getattr(config, "num_key_value_heads", None) or self.heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
+        self.vocab_size = config.vocab_size
+        inner = model.model
+        self.embed, self.norm, self.lm_head, self.rotary = inner.embed_tokens, inner.norm, model.lm_head, inner.rotary_emb
+        self.layers = [self._layer(layer) for layer in inner.layers]
+        self.length = 0
+        self.keys: list[Any] = []
+        self.values: list[Any] = []
+        self.cos = self.sin = torch.empty(0)
+        self._grow(min(initial_length, max_length))
+
+    def _layer(self, layer: Any) -> tuple[Any, ...]:
+        attn, mlp = layer.self_attn, layer.mlp
+        q_norm, k_norm = getattr(attn, "q_norm", None), getattr(attn, "k_norm", None)
+        scaling = getattr(attn, "scaling", self.head_dim**-0.5)
+        return (layer.input_layernorm, attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, q_norm, k_norm, scaling,
+                layer.post_attention_layernorm, mlp.gate_proj, mlp.up_proj, mlp.down_proj)
+
+    @property
+    def cache_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
+
+    def ensure(self, length: int) -> None:
+        """Make room for ``length`` positions per row (doubling); ValueError past the window."""
+        if length > self.max_length:
+            raise ValueError(f"{length} positions exceed the cache's {self.max_length}")
+        if length > self.length:
+            new = self.length
+            while new < length:
+                new *= 2
+            self._grow(min(new, self.max_length))
+
+    def _grow(self, length: int) -> None:
+        import torch
+
+        shape = (self.rows, self.kv_heads, length, self.head_dim)
+        keys, values = [], []
+        for i in range(len(self.layers)):
+            k = torch.zeros(shape, device=self.device, dtype=self.dtype)
+            v = torch.zeros(shape, device=self.device, dtype=self.dtype)
+            if self.length:
+                k[:, :, : self.length] = self.keys[i]
+                v[:, :, : self.length] = self.values[i]
+            keys.append(k)
+            values.append(v)
+        self.keys, self.values, self.length = keys, values, length
+        positions = torch.arange(length, device=self.device)[None]
+        probe = torch.zeros(1, device=self.device, dtype=self.dtype)
+        cos, sin = self.rotary(probe, positions)
+        self.cos, self.sin = cos[0], sin[0]  # [length, head_dim]
+
+    def swap(self, a: int, b: int, length: int) -> None:
+        """Exchange the first ``length`` cached positions of rows ``a`` and ``b``."""
+        if a == b or length <= 0:
+            return
+        for cache in (*self.keys, *self.values):
+            cache[[a, b], :, :length] = cache[[b, a], :, :length]
+
+    def prefill(self, row: int, ids: Any, start: int) -> Any:
+        """Feed ``ids`` [n] to ``row`` at positions ``start``…; logits [vocab] after the last one."""
+        import torch
+
+        n = ids.numel()
+        end = start + n
+        self.ensure(end)
+        positions = torch.arange(start, end, device=self.device)
+        mask = torch.arange(end, device=self.device)[None, :] <= positions[:, None]  # [n, end]: causal, cache included
+        hidden = self._forward(ids[None], positions[None], mask[None, None], end, row=row, start=start)
+        return self.lm_head(self.norm(hidden[0, -1:]))[0]
+
+    def step(self, tokens: Any, positions: Any, kv_length: int) -> Any:
+        """One token for each of rows ``0..B-1`` (``tokens``, ``positions`` [B]); logits [B, vocab]."""
+        import torch
+
+        self.ensure(kv_length)
+        mask = torch.arange(kv_length, device=self.device)[None, :] <= positions[:, None]  # [B, kv_length]
+        hidden = self._forward(tokens[:, None], positions[:, None], mask[:, None, None], kv_length)
+        return self.lm_head(self.norm(hidden[:, 0]))
+
+    def _forward(self, ids: Any, positions: Any, mask: Any, kv_length: int, *, row: int | None = None, start: int = 0) -> Any:
+        """Hidden states [B, n, d] for ``ids`` [B, n]; writes their keys/values into the cache.
+
+        ``row is None``: decode, one token per row ``0..B-1`` at ``positions[:, 0]``.
+        Otherwise: prefill of one row, positions ``start..start+n-1``.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        batch, n = ids.shape
+        heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
+        cos = self.cos[positions].unsqueeze(1)  # [B, 1, n, dim]
+        sin = self.sin[positions].unsqueeze(1)
+        rows = torch.arange(batch, device=self.device) if row is None else None
+        at = positions[:, 0] if row is None else None
+        gqa = heads != kv_heads
+        hidden = self.embed(ids)
+        for i, (norm1, q_proj, k_proj, v_proj, o_proj, q_norm, k_norm, scaling, norm2, gate, up, down) in enumerate(self.layers):
+            x = norm1(hidden)
+            q = q_proj(x).view(batch, n, heads, dim)
+            k = k_proj(x).view(batch, n, kv_heads, dim)
+            v = v_proj(x).view(batch, n, kv_heads, dim).transpose(1, 2)
+            if q_norm is not None:
+                q, k = q_norm(q), k_norm(k)
+            q, k = q.transpose(1, 2), k.transpose(1, 2)
+            q = q * cos + _rotate_half(q) * sin
+            k = k * cos + _rotate_half(k) * sin
+            keys, values = self.keys[i], self.values[i]
+            if row is None:
+                keys[rows, :, at] = k[:, :, 0]
+                values[rows, :, at] = v[:, :, 0]
+                k_all, v_all = keys[:batch, :, :kv_length], values[:batch, :, :kv_length]
+            else:
+                keys[row, :, start : start + n] = k[0]
+                values[row, :, start : start + n] = v[0]
+                k_all, v_all = keys[row : row + 1, :, :kv_length], values[row : row + 1, :, :kv_length]
+            out = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask, scale=scaling, enable_gqa=gqa)
+            hidden = hidden + o_proj(out.transpose(1, 2).reshape(batch, n, heads * dim))
+            x = norm2(hidden)
+            hidden = hidden + down(F.silu(gate(x)) * up(x))
+        return hidden
+
+
+def _rotate_half(x: Any) -> Any:
+    import torch
+
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
