@@ -85,6 +85,10 @@ class Outbox(Protocol):
         """Show 'typing…'; the core renews it while generating."""
         ...
 
+    async def aclose(self) -> None:
+        """Deliver whatever is still buffered (Telegram drafts) and release the outbox."""
+        ...
+
 
 @runtime_checkable
 class Store(Protocol):
@@ -265,6 +269,33 @@ class Store(Protocol):
         conversations, and the reply latencies of that window."""
         ...
 
+    # shared by every process on the store: leases, limits, quotas -----------------------
+    # Times are the caller's wall clock (``time.time()``), so processes agree on them.
+    async def acquire_lease(self, name: str, owner: str, now: float, lease_s: float) -> bool:
+        """Hold ``name`` until ``now + lease_s`` (a renewal when ``owner`` holds it);
+        False while another owner's lease lasts. A dead holder's lease simply expires."""
+        ...
+
+    async def release_lease(self, name: str, owner: str) -> bool:
+        """Give ``name`` up; False if ``owner`` no longer held it."""
+        ...
+
+    async def take_token(self, key: str, rate: float, burst: int, now: float) -> float:
+        """Take one token from bucket ``key`` (``rate`` per second, at most ``burst``):
+        0.0 if taken, else the seconds until one is available (nothing taken)."""
+        ...
+
+    async def notice_due(self, key: str, now: float, window_s: float) -> bool:
+        """True at most once per ``window_s``: whether to tell a user about limit ``key`` now."""
+        ...
+
+    async def use_quota(self, key: str, period: str, limit: int) -> bool:
+        """Count one use of ``key`` in ``period`` (e.g. a UTC date); False, counting
+        nothing, once ``limit`` uses were counted in that period."""
+        ...
+
+    async def quota_used(self, key: str, period: str) -> int: ...
+
 
 @runtime_checkable
 class PluginStore(Protocol):
@@ -307,6 +338,15 @@ class PluginStore(Protocol):
         self, now: float, plugins: Sequence[str], platforms: Sequence[str], limit: int = 100
     ) -> list[ScheduledJob]:
         """Jobs due at ``now`` of ``plugins`` without a chat or with one on ``platforms``, oldest first."""
+        ...
+
+    async def claim_jobs(
+        self, now: float, plugins: Sequence[str], platforms: Sequence[str], *, owner: str, lease_s: float,
+        limit: int = 100,
+    ) -> list[ScheduledJob]:
+        """Atomically claim the due jobs (as :meth:`due_jobs`) that no live claim holds,
+        for ``lease_s`` seconds: one claimer gets each job. Rescheduling or deleting a
+        job ends its claim; a claim whose holder died expires and the job is claimed again."""
         ...
 
     async def next_job_at(self, plugins: Sequence[str], platforms: Sequence[str]) -> float | None: ...

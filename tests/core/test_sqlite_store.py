@@ -23,6 +23,7 @@ from core.storage import SQLiteStore
 from core.storage.sqlite.migrations import MIGRATIONS, Migration, latest_version, migrate
 from core.storage.sqlite import clean_text
 from tests.core.store_contract import *  # noqa: F403  (the contract suite runs on both fixtures)
+from tests.core.store_shared_contract import *  # noqa: F403
 
 ROOT = Path(__file__).resolve().parents[2]
 ANN, BOB = "telegram:1001", "telegram:10012"  # Bob's id starts with Ann's: forgetting Ann must spare him
