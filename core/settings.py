@@ -63,6 +63,23 @@ class ModelSettings(_Section):
 class StorageSettings(_Section):
     path: str | None = None  # default: $PERSONABOT_DATA_DIR/<bot name>.db
     retention_days: int | None = Field(None, ge=1)
+    # PostgreSQL for several processes: "postgresql://user@host:5432/db" (core/storage).
+    # The password comes from the env var named by password_env, or PGPASSWORD/.pgpass.
+    url: str | None = None
+    password_env: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("postgresql://", "postgres://", "sqlite:")):
+            raise ValueError("expected postgresql://user@host:5432/database (or sqlite:PATH)")
+        return url
+
+    @model_validator(mode="after")
+    def _one_database(self) -> "StorageSettings":
+        if self.url is not None and self.path is not None:
+            raise ValueError("set either url (PostgreSQL) or path (SQLite), not both")
+        return self
 
 
 class LimitsSettings(_Section):

@@ -1,6 +1,11 @@
 """Runs plugins' scheduled jobs: stored in the database, so they survive restarts.
 
-One task per bot sleeps until the next job is due (or until a job is scheduled).
+One task per bot process sleeps until the next job is due (or until a job is scheduled).
+Due jobs are claimed, not just read: ``Store.claim_jobs`` gives each due job to exactly
+one scheduler for a lease (a little longer than the job timeout), so several processes
+on one PostgreSQL database deliver each job once. Running it and then rescheduling or
+deleting it ends the claim; if the claimer dies before that, the lease runs out and
+another process claims the job and retries it.
 A job whose chat is on a platform the bot is not connected to waits for it. After a
 successful run a one-off job is deleted, a repeating job moves to its next time
 (missed runs during downtime are not replayed one by one). A failing job is retried
@@ -14,7 +19,10 @@ import contextlib
 import contextvars
 import logging
 import math
+import os
+import socket
 import time
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -29,6 +37,7 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5  # a one-off job failing this often is dropped
 MAX_SLEEP_S = 30.0  # re-check at least this often (a platform may have connected)
 BATCH = 100
+LEASE_MARGIN_S = 30.0  # a claim outlives the job timeout by this much
 
 _running_at: contextvars.ContextVar[float | None] = contextvars.ContextVar("plugin_job_time", default=None)
 
@@ -57,6 +66,9 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        # Who holds a claim, for the operator reading the jobs table: host, pid, a nonce.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_s = job_timeout_s + LEASE_MARGIN_S
 
     def now(self) -> float:
         """The time as jobs see it: the run's ``now`` inside a job, else the clock."""
@@ -108,8 +120,9 @@ class Scheduler:
     async def _run_batches(self, now: float) -> int:
         ran = 0
         while True:
-            jobs = await self._manager.store.due_jobs(
-                now, self._manager.active_names(), self._manager.connected_platforms(), BATCH
+            jobs = await self._manager.store.claim_jobs(
+                now, self._manager.active_names(), self._manager.connected_platforms(),
+                owner=self.owner, lease_s=self.lease_s, limit=BATCH,
             )
             if not jobs:
                 return ran

@@ -13,7 +13,7 @@ from typing import Any
 
 from core.errors import InputRejected
 from core.records import Activity, AuditEntry, ConversationSummary, StoredMessage, UserRecord
-from core.storage import values as v
+import core.storage.values as v
 from core.storage.sqlite.console_queries import MAX_BUCKETS, MAX_LATENCIES, _contains, _limit
 
 _SUMMARY = """SELECT c.id, c.key, c.persona, c.started_at, c.active, c.platform,

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from core.storage import values as v
+import core.storage.values as v
 from core.storage.postgres.plugin_data import forget_plugin_rows, plugin_rows_of
 from core.storage.postgres.shared import count
 

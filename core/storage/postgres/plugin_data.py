@@ -17,7 +17,7 @@ import asyncpg
 
 from core.events import ConversationKey
 from core.records import ScheduledJob
-from core.storage import values as v
+import core.storage.values as v
 from core.storage.postgres.shared import count
 from core.storage.values import JOB_COLS
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from core.storage import values as v
+import core.storage.values as v
 
 
 def count(status: str) -> int:

@@ -18,7 +18,7 @@ import asyncpg
 from core.errors import NotFound
 from core.events import ConversationKey
 from core.records import AuditEntry, Conversation, Memory, Profile, StoredMessage, UserRecord
-from core.storage import values as v
+import core.storage.values as v
 from core.storage.postgres.console import ConsoleQueriesMixin
 from core.storage.postgres.engine import PostgresEngine
 from core.storage.postgres.people import PeopleMixin

@@ -19,7 +19,7 @@ import aiosqlite
 
 from core.errors import InputRejected
 from core.records import Activity, AuditEntry, ConversationSummary, StoredMessage, UserRecord
-from core.storage import values as v
+import core.storage.values as v
 
 MAX_PAGE = 1000  # rows per call
 MAX_BUCKETS = 10_000

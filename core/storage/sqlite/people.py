@@ -11,7 +11,7 @@ from typing import Any
 
 import aiosqlite
 
-from core.storage import values as v
+import core.storage.values as v
 from core.storage.sqlite.engine import changes, fetch_all, one
 from core.storage.sqlite.plugin_data import forget_plugin_rows, plugin_rows_of
 

@@ -18,7 +18,7 @@ import aiosqlite
 
 from core.events import ConversationKey
 from core.records import ScheduledJob
-from core.storage import values as v
+import core.storage.values as v
 from core.storage.values import JOB_COLS
 
 if TYPE_CHECKING:

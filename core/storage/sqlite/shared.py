@@ -13,7 +13,7 @@ from typing import Any
 
 import aiosqlite
 
-from core.storage import values as v
+import core.storage.values as v
 from core.storage.sqlite.engine import changes, one
 
 

@@ -18,7 +18,7 @@ import aiosqlite
 from core.errors import NotFound
 from core.events import ConversationKey
 from core.records import AuditEntry, Conversation, Memory, Profile, StoredMessage, UserRecord
-from core.storage import values as v
+import core.storage.values as v
 from core.storage.sqlite.console_queries import ConsoleQueriesMixin
 from core.storage.sqlite.engine import SQLiteEngine, changes, fetch_all, one
 from core.storage.sqlite.people import PeopleMixin
