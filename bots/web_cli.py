@@ -75,25 +75,27 @@ def register(app: typer.Typer) -> None:
 
 
 async def _serve(bot: Path, host: str | None, port: int | None) -> None:
-    from bots.users_cli import _plugins
+    """The bot opened as ``personabot users`` opens it: the store, the personas and the
+    plugins' export and forget hooks; a scripted generator, so no model loads."""
+    from bots.app_factory import bot_app
     from core.errors import ConfigError
-    from core.personas import BUNDLED_PERSONAS, PersonaLibrary
+    from core.generation.scripted import ScriptedGenerator
+    from core.plugins.feature import setup_plugin_privacy
     from core.settings import load_bot_settings
-    from core.storage import SQLiteStore
-    from core.web.app import ConsoleParts
+    from core.web.console import ConsoleParts
     from core.web.serve import ConsoleServer, console_for
 
     settings = load_bot_settings(bot)
     path = settings.database_path()
     if not path.is_file():
         raise ConfigError(f"{bot}: no database at {path} (has this bot run yet?)")
-    personas = PersonaLibrary.load([BUNDLED_PERSONAS, *(settings.resolve_path(d) for d in settings.personas.dirs)])
+    app = bot_app(settings, generator=ScriptedGenerator([""]), features=[setup_plugin_privacy])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with SQLiteStore(path) as store:
-        parts = ConsoleParts(store, personas, live=None, plugins=_plugins(settings, store))
+    async with app as running:
+        parts = ConsoleParts(running.store, running.personas, live=None, holders=running.seams.user_data)
         console = console_for(settings, parts)
         async with ConsoleServer(console, host or settings.web.host, settings.web.port if port is None else port) as server:
             typer.echo(f"console: {server.url}  (Ctrl+C to stop)", err=True)
