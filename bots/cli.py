@@ -228,9 +228,9 @@ def config_show(bot: BotOption = None) -> None:
 
 def _register_optional_commands() -> None:
     """Sub-commands contributed by other modules (training, adapters, privacy, plugins)."""
-    from bots import discord_cli, plugins_cli, training_cli, users_cli, web_cli
+    from bots import discord_cli, plugins_cli, storage_cli, training_cli, users_cli, web_cli
 
-    for module in (training_cli, discord_cli, plugins_cli, users_cli, web_cli):
+    for module in (training_cli, discord_cli, plugins_cli, users_cli, storage_cli, web_cli):
         module.register(app)
 
 

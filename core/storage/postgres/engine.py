@@ -165,6 +165,13 @@ class PostgresEngine:
         """One round trip; StorageError if the database cannot be reached (readiness checks)."""
         await self._run("ping", lambda conn: conn.fetchval("SELECT 1"))
 
+    async def run_on_connection(
+        self, what: str, op: Callable[[asyncpg.Connection], Awaitable[T]], *, tx: bool = False
+    ) -> T:
+        """For tools outside the Store port (``personabot storage migrate``): ``op`` on a
+        pooled connection, in one transaction when ``tx``."""
+        return await self._run(what, op, tx=tx)
+
     async def _run(
         self, what: str, op: Callable[[asyncpg.Connection], Awaitable[T]], *, tx: bool = False, snapshot: bool = False
     ) -> T:
