@@ -52,8 +52,10 @@ async def _headers(request: web.Request, handler: Callable[[web.Request], Awaita
 async def _guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     """Language, session, CSRF, and the errors every handler may raise, in one place."""
     console = request.app[CONSOLE]
-    session = console.session_of(request)
     local = request.path[len(console.prefix):] or "/"
+    if console.parts is None and not local.startswith("/static/"):
+        raise web.HTTPServiceUnavailable(text="the bot is starting", headers={"Retry-After": "5"})
+    session = console.session_of(request)
     if not local.startswith(OPEN_PATHS):
         if session is None:
             if request.method == "GET" and not local.startswith("/api/"):

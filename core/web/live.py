@@ -27,7 +27,7 @@ class LiveFigures:
     ttft_p95: float | None = None
     queue_depth: float | None = None
     busy_replies: float | None = None
-    health: dict[str, str] = field(default_factory=dict)  # component -> "ready" or the problem
+    health: dict[str, str] = field(default_factory=dict)  # component -> problem; {"process": "ready"} when none
     model: dict[str, Any] = field(default_factory=dict)  # the generator's own health()
 
 
@@ -87,23 +87,21 @@ def histogram_quantile(buckets: Sequence[tuple[float, float]], share: float) -> 
 
 
 class MetricsLive:
-    """Live figures from a prometheus-client registry (core.http.metrics) and readiness.
-
-    ``readiness`` returns component -> problem for the components not ready (as
-    core.http.health.Health.problems does); ``components`` names every component.
-    """
+    """Live figures of the serving process: its Prometheus registry (core.http.metrics),
+    its readiness problems (core.http.health.Health.problems) and the generator's health."""
 
     def __init__(
         self,
-        registry: Any,
+        registry: Any | None,
         *,
         readiness: Callable[[], Awaitable[dict[str, str]]] | None = None,
-        components: Callable[[], Sequence[str]] = tuple,
         model_health: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
-        self.registry, self.readiness, self.components, self.model_health = registry, readiness, components, model_health
+        self.registry, self.readiness, self.model_health = registry, readiness, model_health
 
     def _samples(self, name: str) -> list[Any]:
+        if self.registry is None:
+            return []
         return [sample for metric in self.registry.collect() for sample in metric.samples if sample.name == name]
 
     def _value(self, name: str) -> float | None:
@@ -115,16 +113,12 @@ class MetricsLive:
         for sample in self._samples("personabot_time_to_first_token_seconds_bucket"):
             bound = float(sample.labels["le"])
             buckets[bound] = buckets.get(bound, 0.0) + sample.value
-        ordered = sorted(buckets.items())
-        health: dict[str, str] = {}
-        if self.readiness is not None:
-            problems = await self.readiness()
-            health = {name: "ready" for name in self.components()} | problems
+        problems = {} if self.readiness is None else await self.readiness()
         return LiveFigures(
-            ttft_p50=histogram_quantile(ordered, 0.50),
-            ttft_p95=histogram_quantile(ordered, 0.95),
+            ttft_p50=histogram_quantile(sorted(buckets.items()), 0.50),
+            ttft_p95=histogram_quantile(sorted(buckets.items()), 0.95),
             queue_depth=self._value("personabot_generation_queue_depth"),
             busy_replies=self._value("personabot_busy_replies_total"),
-            health=health,
+            health=problems or {"process": "ready"},
             model={} if self.model_health is None else await self.model_health(),
         )

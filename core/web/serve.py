@@ -1,7 +1,7 @@
 """Building the console from a bot file, and serving it on a port of its own.
 
-``personabot run`` mounts the console on core.http's server when ``[http]`` is on and
-otherwise serves it with :class:`ConsoleServer`, as ``personabot web`` does.
+``personabot run`` uses :class:`RunConsole`: mounted on core.http's server when
+``[http]`` is on, otherwise served by a :class:`ConsoleServer`, as ``personabot web`` is.
 """
 
 from __future__ import annotations
@@ -9,14 +9,19 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from core.errors import ConfigError
 from core.settings import BotSettings
-from core.web.app import create_console, standalone_app
+from core.web.app import attach, create_console, standalone_app
 from core.web.auth import link_key
 from core.web.console import CONSOLE, ConsoleParts
+from core.web.live import MetricsLive
+
+if TYPE_CHECKING:
+    from core.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +76,45 @@ class ConsoleServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+class RunConsole:
+    """The console of ``personabot run``.
+
+        console = RunConsole(settings, server=operator.server)   # before the server starts
+        async with console:                                      # own port when no server
+            async with app as running:
+                console.attach(running, metrics=operator.metrics, health=operator.health)
+    """
+
+    def __init__(self, settings: BotSettings, server: Any | None = None) -> None:
+        self.app = console_for(settings)  # answers 503 until attach
+        self._own: ConsoleServer | None = None
+        if server is not None:
+            server.mount(settings.web.prefix, self.app)  # core.http.server.HttpServer
+        else:
+            self._own = ConsoleServer(self.app, settings.web.host, settings.web.port)
+
+    async def __aenter__(self) -> "RunConsole":
+        if self._own is not None:
+            await self._own.__aenter__()
+            log.info("web console on %s", self._own.url)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        attach(self.app, None)
+        if self._own is not None:
+            await self._own.__aexit__(*exc)
+
+    def attach(self, running: "Runtime", metrics: Any | None = None, health: Any | None = None) -> None:
+        """Serve ``running``: its store, personas, user-data holders, plugins and live figures."""
+        plugins = running.services.plugins
+        live = MetricsLive(
+            None if metrics is None else metrics.registry,
+            readiness=None if health is None else health.problems,
+            model_health=running.generator.health,
+        )
+        attach(self.app, ConsoleParts(
+            running.store, running.personas, live=live, holders=tuple(running.seams.user_data),
+            plugin_states=None if plugins is None else plugins.describe,
+        ))

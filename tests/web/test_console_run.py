@@ -1,0 +1,95 @@
+"""The console inside a running bot: mounted on core.http's one server, or on its own
+port; live figures from the process's metrics, readiness and generator."""
+
+from __future__ import annotations
+
+import re
+
+import aiohttp
+import pytest
+
+from bots.app_factory import bot_app
+from core.generation.scripted import ScriptedGenerator
+from core.http.health import Health
+from core.http.metrics import Metrics
+from core.http.server import HttpServer
+from core.http.settings import HttpSettings
+from core.settings import BotSettings
+from core.web.live import MetricsLive, histogram_quantile, percentile
+from core.web.serve import RunConsole
+
+TOKEN = "run-token"
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch) -> BotSettings:
+    monkeypatch.setenv("PERSONABOT_WEB_TOKEN", TOKEN)
+    return BotSettings.model_validate({
+        "name": "runweb", "model": {"backend": "scripted"}, "storage": {"path": str(tmp_path / "bot.db")},
+        "web": {"enabled": True, "port": 0},
+    }).model_copy(update={"source": tmp_path / "bot.toml"})
+
+
+async def _signed_in_page(base: str, path: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:  # an IP host
+        async with session.post(f"{base}/console/signin", data={"token": TOKEN}, allow_redirects=False) as response:
+            assert response.status == 303
+        async with session.get(f"{base}/console/{path}") as response:
+            return response.status, await response.text()
+
+
+async def test_mounted_on_the_operator_server_beside_healthz(settings):
+    metrics = Metrics()
+    health = Health(metrics)
+    server = HttpServer(HttpSettings(enabled=True, port=0), metrics, health)
+    console = RunConsole(settings, server=server)
+    app = bot_app(settings, generator=ScriptedGenerator(["hi"]), features=[])
+    async with server, console:
+        base = f"http://127.0.0.1:{server.port}"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/console/signin") as response:
+                assert response.status == 503  # the bot is not open yet
+            async with session.get(f"{base}/healthz") as response:
+                assert response.status == 200
+        async with app as running:
+            metrics.time_to_first_token.observe(0.2)
+            metrics.time_to_first_token.observe(0.4)
+            metrics.generation_queue_depth.set(3)
+            health.started()
+            console.attach(running, metrics=metrics, health=health)
+            status, page = await _signed_in_page(base, "")
+    assert status == 200
+    queue = re.search(r"Generation queue depth</h2><p class=\"big\">(\d+)", page)
+    assert queue and queue.group(1) == "3"
+    assert "Time to first token" in page and "process: ready" in page
+    assert "model backend: scripted" in page
+
+
+async def test_on_its_own_port_without_the_operator_server(settings):
+    console = RunConsole(settings)
+    app = bot_app(settings, generator=ScriptedGenerator(["hi"]), features=[])
+    async with console, app as running:
+        console.attach(running)
+        base = console._own.url.removesuffix("/console/")
+        status, page = await _signed_in_page(base, "personas")
+    assert status == 200 and "companion" in page
+
+
+async def test_live_figures_from_a_registry():
+    metrics = Metrics()
+    for seconds in (0.02, 0.2, 0.3, 3.0):
+        metrics.time_to_first_token.observe(seconds)
+    metrics.busy_replies.inc(2)
+    figures = await MetricsLive(metrics.registry).figures()
+    assert figures.busy_replies == 2 and figures.queue_depth == 0
+    assert 0.1 <= figures.ttft_p50 <= 0.25 and 2.0 <= figures.ttft_p95 <= 4.0
+    assert (await MetricsLive(None).figures()).ttft_p50 is None
+
+
+def test_quantiles():
+    assert percentile([], 0.5) is None
+    assert percentile([3.0, 1.0, 2.0], 0.5) == 2.0 and percentile([1.0, 2.0], 0.95) == 2.0
+    buckets = [(0.1, 0.0), (0.5, 10.0), (1.0, 10.0), (float("inf"), 10.0)]
+    assert histogram_quantile(buckets, 0.5) == pytest.approx(0.3)
+    assert histogram_quantile([(1.0, 0.0), (float("inf"), 0.0)], 0.5) is None
+    assert histogram_quantile([(1.0, 0.0), (float("inf"), 4.0)], 0.5) == 1.0  # beyond the last bound
