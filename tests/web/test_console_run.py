@@ -93,3 +93,27 @@ def test_quantiles():
     assert histogram_quantile(buckets, 0.5) == pytest.approx(0.3)
     assert histogram_quantile([(1.0, 0.0), (float("inf"), 0.0)], 0.5) is None
     assert histogram_quantile([(1.0, 0.0), (float("inf"), 4.0)], 0.5) == 1.0  # beyond the last bound
+
+
+async def test_moderation_actions_reach_the_console(settings):
+    """A refused message and a redacted reply are audited (rules, action, a hash, never the
+    text) by the safety feature, and listed on the console's moderation page."""
+    from core.safety import setup_safety
+    from tests.conftest import make_event
+    from tests.fakes import RecordingOutbox
+
+    safety = {"moderation": {"words": ["forbidden", "badword"], "private": {"input": "refuse", "output": "redact"}}}
+    moderated = settings.model_copy(update={"safety": safety})
+    app = bot_app(moderated, generator=ScriptedGenerator(["a badword reply"]), features=[setup_safety])
+    console = RunConsole(moderated)
+    async with console, app as running:
+        console.attach(running)
+        await running.dispatcher.feed(make_event("a forbidden thing"), RecordingOutbox())
+        await running.dispatcher.feed(make_event("hello"), RecordingOutbox())
+        entries = await running.store.find_audit(action="moderation")
+        status, page = await _signed_in_page(console._own.url.removesuffix("/console/"), "moderation")
+    assert [(e.action, e.detail["action"], e.detail["rules"]) for e in entries] == [
+        ("moderation output", "redact", ["words"]), ("moderation input", "refuse", ["words"]),
+    ]
+    assert all("forbidden" not in str(e.detail) and "badword" not in str(e.detail) for e in entries)
+    assert status == 200 and "moderation input → refuse" in page and "moderation output → redact" in page
