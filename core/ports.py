@@ -7,7 +7,7 @@ an OpenAI-compatible server, SQLite, Telegram or Discord.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -101,6 +101,10 @@ class Store(Protocol):
     async def __aenter__(self) -> "Store": ...
 
     async def __aexit__(self, *exc: object) -> None: ...
+
+    def observe_latency(self, observer: Callable[[str, float], None] | None) -> None:
+        """After every operation call ``observer(operation name, seconds)`` (the metrics); None: stop."""
+        ...
 
     # users -------------------------------------------------------------------------
     async def touch_user(self, user_id: str, display_name: str = "") -> UserRecord:

@@ -14,7 +14,6 @@ loading), so an orchestrator sends no traffic to a half-built bot.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 
 from core.http.metrics import Metrics
@@ -74,14 +73,11 @@ class Health:
         return _short(problem) if problem else None
 
 
-def store_check(store: Store, metrics: Metrics | None = None) -> Check:
+def store_check(store: Store) -> Check:
     """The store answers a read (one indexed row; works the same on every backend)."""
 
     async def check() -> str | None:
-        started = time.perf_counter()
         await store.get_setting(PING_SCOPE, PING_NAME)
-        if metrics is not None:
-            metrics.store_latency.labels("ping").observe(time.perf_counter() - started)
         return None
 
     return check

@@ -44,8 +44,10 @@ class Operator:
         return cls(metrics, health, HttpServer(settings, metrics, health))
 
     def watch(self, bot: "Runtime") -> None:
-        """Readiness follows the bot's store and generator from now on."""
-        self.health.add_check("store", store_check(bot.store, self.metrics))
+        """Readiness follows the bot's store and generator from now on; store latency is measured."""
+        store_latency = self.metrics.store_latency
+        bot.store.observe_latency(lambda operation, seconds: store_latency.labels(operation).observe(seconds))
+        self.health.add_check("store", store_check(bot.store))
         self.health.add_check("generator", generator_check(bot.generator))
 
     async def __aenter__(self) -> "Operator":

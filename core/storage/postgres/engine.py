@@ -110,6 +110,11 @@ class PostgresEngine:
         self._clock = clock
         self._max_connections = max_connections
         self._pool: asyncpg.Pool | None = None
+        self._latency: Callable[[str, float], None] | None = None
+
+    def observe_latency(self, observer: Callable[[str, float], None] | None) -> None:
+        """Call ``observer(operation, seconds)`` after every operation (core.http metrics)."""
+        self._latency = observer
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({redacted(self.url)!r})"
@@ -180,6 +185,7 @@ class PostgresEngine:
         pool = self._pool
         if pool is None:
             raise StorageError(f"{what}: the store is not open")
+        started = time.perf_counter()
         try:
             async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
                 if snapshot:
@@ -193,3 +199,6 @@ class PostgresEngine:
             raise
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
             raise StorageError(f"{what}: {type(exc).__name__}: {exc}") from None
+        finally:
+            if self._latency is not None:
+                self._latency(what, time.perf_counter() - started)  # waiting for a pooled connection included

@@ -98,6 +98,11 @@ class SQLiteEngine:
         self._process_lock: int | None = None  # fd holding the one-process flock
         self.write_batches = 0  # transactions committed by the writer (bench: ops per commit)
         self.write_ops = 0
+        self._latency: Callable[[str, float], None] | None = None
+
+    def observe_latency(self, observer: Callable[[str, float], None] | None) -> None:
+        """Call ``observer(operation, seconds)`` after every read and write (core.http metrics)."""
+        self._latency = observer
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -204,8 +209,13 @@ class SQLiteEngine:
         if not self._open:
             raise StorageError(f"{what}: the store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        started = time.perf_counter()
         self._queue.put_nowait((what, op, atomic, future))
-        return await future
+        try:
+            return await future
+        finally:
+            if self._latency is not None:
+                self._latency(what, time.perf_counter() - started)  # queueing for the writer included
 
     async def _write_loop(self) -> None:
         stopping = False
@@ -285,6 +295,7 @@ class SQLiteEngine:
             raise StorageError(f"{what}: the store is not open")
         if self._memory:
             return await self._write(what, op)
+        started = time.perf_counter()
         try:
             if not snapshot:
                 assert self._reader is not None
@@ -300,6 +311,9 @@ class SQLiteEngine:
                         await db.execute("ROLLBACK")
         except Exception as exc:
             raise translate(what, exc) from None
+        finally:
+            if self._latency is not None:
+                self._latency(what, time.perf_counter() - started)
 
 
 def translate(what: str, exc: Exception) -> Exception:
