@@ -5,7 +5,9 @@
 
 Documents are cut into passages (by heading, then paragraph), embedded with the bot's
 Embedder and kept in memory. For each chat message the most similar passages go into
-the prompt as reference text, and the reply ends with the sources it drew on.
+the prompt as reference text, and the reply ends with the sources of the passages that
+reached the prompt (the chat service appends them; a passage the token budget dropped
+is not cited).
 ``/kb search QUERY`` shows the matching passages; ``/admin kb reload`` re-reads the folder.
 """
 
@@ -21,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.errors import CommandUsageError, NotFound
 from core.personas import Persona
 from core.plugins import ArgSpec, Plugin, PluginContext, PromptSection, Turn
+from core.prompt import passage_section
 
 SUFFIXES = (".md", ".markdown", ".txt")
 EMBED_BATCH = 64
@@ -100,7 +103,7 @@ def split_passages(text: str, source: str, limit: int) -> list[Passage]:
 
 
 def read_folder(folder: Path, limit: int) -> tuple[list[Passage], list[str]]:
-    """Passages of every document; files that are not UTF-8 text are skipped and named."""
+    """Passages of every document; empty, binary or non-UTF-8 files are skipped and named."""
     if not folder.is_dir():
         raise FileNotFoundError(f"knowledge folder {folder} does not exist")
     passages, skipped = [], []
@@ -108,10 +111,19 @@ def read_folder(folder: Path, limit: int) -> tuple[list[Passage], list[str]]:
         source = file.relative_to(folder).as_posix()
         try:
             text = file.read_text(encoding="utf-8-sig")
-        except (UnicodeDecodeError, OSError) as exc:
-            skipped.append(f"{source} ({type(exc).__name__})")
+        except UnicodeDecodeError:
+            skipped.append(f"{source} (not UTF-8)")
             continue
-        passages += split_passages(text, source, limit)
+        except OSError as exc:
+            skipped.append(f"{source} ({exc.strerror or type(exc).__name__})")
+            continue
+        if "\x00" in text:
+            skipped.append(f"{source} (binary)")
+            continue
+        found = split_passages(text, source, limit)
+        if not found:
+            skipped.append(f"{source} (empty)")
+        passages += found
     return passages, skipped
 
 
@@ -126,7 +138,7 @@ async def build_index(ctx: PluginContext) -> Index:
         batch = passages[start : start + EMBED_BATCH]
         vectors.append(await embedder.embed([f"{p.heading}\n{p.text}" if p.heading else p.text for p in batch]))
     for name in skipped:
-        ctx.log.warning("knowledge: skipped %s: not UTF-8 text", name)
+        ctx.log.warning("knowledge: skipped %s", name)
     return Index(passages, np.concatenate(vectors).astype(np.float32), skipped)
 
 
@@ -147,22 +159,15 @@ async def load(ctx: PluginContext) -> None:
 
 @plugin.prompt
 async def reference(turn: Turn, persona: Persona) -> list[PromptSection]:
+    """The best passages for the message. Each names its source, so the chat service
+    cites exactly the passages that survive the token budget (none when ``cite`` is off)."""
     config = _config(turn.plugin)
     found = await search(turn.plugin, turn.text, config.top_k, config.min_score)
-    turn.state["sources"] = list(dict.fromkeys(passage.citation for _, passage in found))
     # Operator documents, yet kept untrusted: they only inform, and the budget may drop them.
-    return [
-        PromptSection(f"From the help article “{passage.citation}”: {passage.text}", priority=round(score * 100))
-        for score, passage in found
-    ]
-
-
-@plugin.reply_filter
-async def cite(turn: Turn, text: str) -> str:
-    sources = turn.state.get("sources")
-    if not sources or not _config(turn.plugin).cite:
-        return text
-    return f"{text}\n\nSources: {'; '.join(sources)}"
+    sections = [passage_section(passage.citation, passage.text, priority=round(score * 100)) for score, passage in found]
+    if config.cite:
+        return sections
+    return [PromptSection(s.text, priority=s.priority, kind=s.kind) for s in sections]
 
 
 @plugin.command("kb", "Search the help articles", args=(
