@@ -19,8 +19,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from bots.options import BOT_ENV, BotOption, bot_file, show_flags_as_flags
 from core.errors import ConfigError, PersonabotError
-from core.settings import BotSettings, default_bot_file, load_bot_settings
+from core.settings import BotSettings, load_bot_settings
 
 app = typer.Typer(
     name="personabot",
@@ -34,7 +35,7 @@ config_app = typer.Typer(help="Bot files.", no_args_is_help=True)
 app.add_typer(persona_app, name="persona")
 app.add_typer(config_app, name="config")
 
-BotOption = Annotated[Path | None, typer.Option("--bot", "-b", help="Bot file (TOML). Default: the bundled demo bot.")]
+show_flags_as_flags()
 UserOption = Annotated[str, typer.Option("--user", "-u", help="Who is talking (history is kept per user).")]
 
 T = TypeVar("T")
@@ -68,7 +69,7 @@ def setup_logging(verbose: bool) -> None:
 
 
 def load_settings(bot: Path | None) -> BotSettings:
-    return load_bot_settings(bot or default_bot_file())
+    return load_bot_settings(bot_file(bot))
 
 
 def run_async(factory: Callable[[], Awaitable[T]]) -> T:
@@ -138,7 +139,8 @@ def ask(
 
 @app.command()
 def run(
-    bot: Annotated[Path, typer.Argument(help="Bot file (TOML).")],
+    file: Annotated[Path | None, typer.Argument(help="Bot file (TOML); wins over --bot.", show_default=False)] = None,
+    bot: BotOption = None,
     verbose: bool = True,
 ) -> None:
     """Start every adapter the bot file enables (Telegram, Discord, console) in one process."""
@@ -146,7 +148,7 @@ def run(
 
     setup_logging(verbose)
     with clean_errors():
-        settings = load_settings(bot)
+        settings = load_settings(file or bot)
         starters = adapter_starters(settings)
 
     async def main() -> None:
@@ -207,30 +209,51 @@ def persona_validate(paths: Annotated[list[Path], typer.Argument(help="Persona T
 @persona_app.command("import")
 def persona_import(
     card: Annotated[Path, typer.Argument(help="SillyTavern character card: V1/V2 JSON or PNG.")],
-    out: Annotated[Path, typer.Option(help="Folder for the persona TOML.")] = Path("personas"),
+    bot: Annotated[
+        Path | None,
+        typer.Option("--bot", "-b", envvar=BOT_ENV, show_envvar=False,
+                     help=f"Write into this bot's persona folder (its first [personas] dirs). Default: ${BOT_ENV}."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for the persona TOML. Default: the bot's persona folder, else ./personas.")] = None,
     overwrite: bool = False,
 ) -> None:
-    """Convert a SillyTavern character card into a persona file."""
+    """Convert a SillyTavern character card into a persona file, and say how a bot reads it."""
     from core.character_cards import import_card
 
     with clean_errors():
-        target = import_card(card, out, overwrite)
-    typer.echo(f"wrote {target}")
+        settings = load_bot_settings(bot) if bot is not None else None
+        folders = [settings.resolve_path(folder) for folder in settings.personas.dirs] if settings else []
+        target = import_card(card, out or (folders[0] if folders else Path("personas")), overwrite)
+    name = target.stem
+    typer.echo(f"wrote {target.resolve()} (persona {name!r})")
+    if settings is not None and target.parent.resolve() in [folder.resolve() for folder in folders]:
+        typer.echo(f"{settings.source} reads it: /persona {name} switches to it, or set [personas] default = \"{name}\"")
+    else:
+        where = os.path.relpath(target.parent.resolve(), settings.source.parent) if settings else str(target.parent)
+        typer.echo(f"no bot reads {target.parent} yet: add it to the bot file, [personas] dirs = [\"{where}\"]"
+                   + ("" if settings else ", or import with --bot FILE to write into a bot's persona folder"))
 
 
 @config_app.command("show")
 def config_show(bot: BotOption = None) -> None:
-    """Print the validated bot file as JSON (secrets are never part of it)."""
+    """Print the validated bot file as JSON (secrets are never part of it), with the database it opens."""
+    from bots.doctor import database_location
+
     with clean_errors():
         settings = load_settings(bot)
-    typer.echo(json.dumps(settings.redacted_dump(), indent=2, ensure_ascii=False))
+        shown = settings.redacted_dump()
+        location = database_location(settings)  # resolved: the file or the URL in use
+        shown["storage"]["database"] = str(location)
+        if not isinstance(location, Path):
+            shown["storage"]["url"] = location  # without the password a URL may carry
+    typer.echo(json.dumps(shown, indent=2, ensure_ascii=False))
 
 
 def _register_optional_commands() -> None:
     """Sub-commands contributed by other modules (training, adapters, privacy, plugins)."""
-    from bots import discord_cli, plugins_cli, storage_cli, training_cli, users_cli, web_cli
+    from bots import discord_cli, doctor, init_cli, plugins_cli, storage_cli, training_cli, users_cli, web_cli
 
-    for module in (training_cli, discord_cli, plugins_cli, users_cli, storage_cli, web_cli):
+    for module in (init_cli, doctor, training_cli, discord_cli, plugins_cli, users_cli, storage_cli, web_cli):
         module.register(app)
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
+from bots.options import BotOption
 from core.errors import ConfigError, GenerationError
 from core.events import ChatMessage, Chunk, GenerationRequest
 from core.settings import BotSettings
@@ -70,7 +70,7 @@ def register(app: typer.Typer) -> None:
 
     @discord_app.command("sync")
     def sync_command(
-        bot: Annotated[Path, typer.Option("--bot", "-b", help="Bot file (TOML) with a [discord] section.")],
+        bot: BotOption = None,
         guild: Annotated[
             Optional[list[str]], typer.Option(help="Publish to this server id (repeatable). Default: the bot file's sync_guilds.")
         ] = None,

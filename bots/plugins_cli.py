@@ -6,13 +6,13 @@ nothing is written. Exit code 2 when an enabled plugin is missing or misconfigur
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 
+from bots.options import BotOption, bot_file
 from core.errors import ConfigError
-from core.settings import default_bot_file, load_bot_settings
+from core.settings import load_bot_settings
 
 if TYPE_CHECKING:
     from core.plugins.api import Plugin
@@ -44,7 +44,7 @@ def _show(name: str, origin: str, description: str, commands: list[str], note: s
 
 @plugins_app.command("list")
 def list_plugins(
-    bot: Annotated[Path | None, typer.Option("--bot", "-b", help="Bot file (TOML). Default: the bundled demo bot.")] = None,
+    bot: BotOption = None,
 ) -> None:
     """Show installed plugins and the ones the bot file enables, with their commands."""
     from core.plugins.loader import from_path, installed, read_section, validate_config
@@ -54,7 +54,7 @@ def list_plugins(
     for name, source in sorted(available.items()):
         _, description, commands, problem = _describe(source)
         _show(name, source.origin, description, commands, problem)
-    path = bot or default_bot_file()
+    path = bot_file(bot)
     try:
         settings = load_bot_settings(path)
         section = read_section(settings)

@@ -17,11 +17,11 @@ from typing import Annotated, Any
 
 import typer
 
+from bots.options import BotOption, bot_file
 from core.errors import ConfigError, PersonabotError
 from core.events import UserRef
 
 UserArg = Annotated[str, typer.Argument(help="Platform-qualified user id, e.g. telegram:123456 or discord:98765.")]
-BotOpt = Annotated[Path, typer.Option("--bot", "-b", help="The bot file (TOML) whose database holds the user.")]
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -44,7 +44,7 @@ def _plugins(settings: Any, store: Any) -> Any:
     return manager
 
 
-def _run(bot: Path, user_id: str, work: Any) -> Any:
+def _run(bot: Path | None, user_id: str, work: Any) -> Any:
     """Validate the inputs, open the bot's store, run ``work(store, user, plugins)``; errors exit 1 or 2."""
     from core.settings import load_bot_settings
     from core.storage.sqlite import SQLiteStore
@@ -54,10 +54,10 @@ def _run(bot: Path, user_id: str, work: Any) -> Any:
     except ValueError:
         raise _fail(f"bad user id {user_id!r}: expected platform:id, e.g. telegram:123", 2) from None
     try:
-        settings = load_bot_settings(bot)
+        settings = load_bot_settings(bot_file(bot))
         path = settings.database_path()
         if not path.is_file():
-            raise ConfigError(f"{bot}: no database at {path} (has this bot run yet?)")
+            raise ConfigError(f"{settings.source}: no database at {path} (has this bot run yet?)")
 
         async def main() -> Any:
             async with SQLiteStore(path) as store:
@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
     @users_app.command("export")
     def export(
         user_id: UserArg,
-        bot: BotOpt,
+        bot: BotOption = None,
         out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
     ) -> None:
         """Everything stored about a user (and linked identities) as JSON: what their /export sends."""
@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
     @users_app.command("forget")
     def forget(
         user_id: UserArg,
-        bot: BotOpt,
+        bot: BotOption = None,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     ) -> None:
         """Delete everything stored about a user (and linked identities): what their /forget does.

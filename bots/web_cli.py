@@ -17,7 +17,8 @@ from typing import Annotated
 
 import typer
 
-BotOpt = Annotated[Path, typer.Option("--bot", "-b", help="The bot file (TOML).")]
+from bots.options import BotOption, bot_file
+
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -44,28 +45,26 @@ def register(app: typer.Typer) -> None:
     @web_app.callback()
     def serve(
         ctx: typer.Context,
-        bot: Annotated[Path | None, typer.Option("--bot", "-b", help="The bot file (TOML).")] = None,
+        bot: BotOption = None,
         host: Annotated[str | None, typer.Option(help="Listen address (default: the bot file's web.host).")] = None,
         port: Annotated[int | None, typer.Option(help="Port (default: web.port).")] = None,
     ) -> None:
         """Serve the console on the bot's database until Ctrl+C (no adapters, no model loaded)."""
         if ctx.invoked_subcommand is not None:
             return
-        if bot is None:
-            raise _fail("--bot FILE is required", 2)
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         with _clean_errors():
-            asyncio.run(_serve(bot, host, port))
+            asyncio.run(_serve(bot_file(bot), host, port))
 
     @web_app.command("link")
-    def link(bot: BotOpt) -> None:
+    def link(bot: BotOption = None) -> None:
         """Print a one-time sign-in link (valid for web.link_ttl_s seconds)."""
         from core.settings import load_bot_settings
         from core.web.auth import link_key, make_link_token
         from core.web.serve import link_key_path
 
         with _clean_errors():
-            settings = load_bot_settings(bot)
+            settings = load_bot_settings(bot_file(bot))
             token = make_link_token(link_key(link_key_path(settings)), settings.web.link_ttl_s)
         web = settings.web
         host = f"[{web.host}]" if ":" in web.host else web.host
