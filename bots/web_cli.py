@@ -20,7 +20,6 @@ import typer
 from bots.options import BotOption, bot_file
 
 
-
 def _fail(message: str, code: int) -> typer.Exit:
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     return typer.Exit(code)
@@ -66,11 +65,10 @@ def register(app: typer.Typer) -> None:
         with _clean_errors():
             settings = load_bot_settings(bot_file(bot))
             token = make_link_token(link_key(link_key_path(settings)), settings.web.link_ttl_s)
-        web = settings.web
-        host = f"[{web.host}]" if ":" in web.host else web.host
-        typer.echo(f"http://{host}:{web.port}{web.prefix}/link?t={token}")
-        typer.echo(f"(works once, for {int(web.link_ttl_s // 60)} minutes; with [http] on, use its host and port)",
-                   err=True)
+        served = settings.http if settings.http.enabled else settings.web  # personabot run mounts it there
+        host = f"[{served.host}]" if ":" in served.host else served.host
+        typer.echo(f"http://{host}:{served.port}{settings.web.prefix}/link?t={token}")
+        typer.echo(f"(works once, for {int(settings.web.link_ttl_s // 60)} minutes)", err=True)
 
 
 async def _serve(bot: Path, host: str | None, port: int | None) -> None:

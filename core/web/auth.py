@@ -46,7 +46,6 @@ class Session:
     id: str
     csrf: str
     expires: float
-    via: str  # "token" or "link"
 
 
 class Sessions:
@@ -54,12 +53,12 @@ class Sessions:
         self.ttl_s, self.clock = ttl_s, clock
         self._sessions: dict[str, Session] = {}
 
-    def start(self, via: str) -> Session:
+    def start(self) -> Session:
         now = self.clock()
         self._sessions = {k: s for k, s in self._sessions.items() if s.expires > now}
         if len(self._sessions) >= MAX_SESSIONS:  # drop the oldest rather than grow without bound
             del self._sessions[min(self._sessions, key=lambda k: self._sessions[k].expires)]
-        session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), now + self.ttl_s, via)
+        session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), now + self.ttl_s)
         self._sessions[session.id] = session
         return session
 

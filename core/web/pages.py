@@ -45,8 +45,8 @@ def _int(request: web.Request, name: str) -> int | None:
 # -- signing in and out ---------------------------------------------------------------------
 
 
-def _signed_in(console: Console, request: web.Request, via: str, target: str) -> web.Response:
-    session = console.sessions.start(via)
+def _signed_in(console: Console, request: web.Request, target: str) -> web.Response:
+    session = console.sessions.start()
     response = web.HTTPSeeOther(local_next(console, target))
     response.set_cookie(
         COOKIE, session.id, max_age=int(console.web.session_ttl_s), path=console.prefix,
@@ -86,7 +86,7 @@ async def signin(request: web.Request) -> web.Response:
         await console.audit("sign-in", client_address(request), "denied")
         return console.render(request, "signin.jinja", 401, error_key="signin.wrong", seconds=0, **values)
     await console.audit("sign-in", client_address(request), via="token")
-    return _signed_in(console, request, "token", target)
+    return _signed_in(console, request, target)
 
 
 async def link_form(request: web.Request) -> web.Response:
@@ -109,7 +109,7 @@ async def link_signin(request: web.Request) -> web.Response:
         await console.audit("sign-in", client_address(request), "denied", via="link")
         return console.render(request, "link.jinja", 401, link_token="", error_key="signin.link_bad", seconds=0)
     await console.audit("sign-in", client_address(request), via="link")
-    return _signed_in(console, request, "link", console.url() + "/")
+    return _signed_in(console, request, console.url() + "/")
 
 
 async def signout(request: web.Request) -> web.Response:
@@ -145,7 +145,7 @@ async def dashboard_page(request: web.Request) -> web.Response:
 
 async def dashboard_fragment(request: web.Request) -> web.Response:
     console = _console(request)
-    figures = await dashboard(console.store, console.clock(), console.live)
+    figures = await dashboard(console.store, console.clock(), console.live, totals=False)
     return console.render(request, "dashboard_figures.jinja", d=figures, live_on=console.live is not None)
 
 

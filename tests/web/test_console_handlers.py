@@ -263,7 +263,7 @@ async def test_cookie_is_secure_over_https(env):
     client, *_ = env
     console = client.server.app._subapps[0][CONSOLE]
     request = make_mocked_request("POST", f"{P}/signin").clone(scheme="https")
-    response = _signed_in(console, request, "token", f"{P}/")
+    response = _signed_in(console, request, f"{P}/")
     assert response.cookies["pb_console"]["secure"] is True
 
 

@@ -7,6 +7,7 @@ import re
 
 import aiohttp
 import pytest
+import typer
 
 from bots.app_factory import bot_app
 from core.generation.scripted import ScriptedGenerator
@@ -117,3 +118,36 @@ async def test_moderation_actions_reach_the_console(settings):
     ]
     assert all("forbidden" not in str(e.detail) and "badword" not in str(e.detail) for e in entries)
     assert status == 200 and "moderation input → refuse" in page and "moderation output → redact" in page
+
+
+async def test_the_link_command_prints_a_link_the_running_console_accepts(tmp_path, monkeypatch):
+    from aiohttp.test_utils import TestClient, TestServer
+    from typer.testing import CliRunner
+
+    from bots import web_cli
+    from core.settings import load_bot_settings
+    from core.web.app import standalone_app
+    from core.web.console import ConsoleParts
+    from core.web.serve import console_for
+
+    monkeypatch.delenv("PERSONABOT_WEB_TOKEN", raising=False)
+    bot = tmp_path / "bot.toml"
+    bot.write_text('name = "linkbot"\n[model]\nbackend = "scripted"\n[storage]\npath = "link.db"\n'
+                   '[web]\nenabled = true\nport = 9911\n', encoding="utf-8")
+    cli = typer.Typer()
+    web_cli.register(cli)
+    printed = CliRunner().invoke(cli, ["web", "link", "--bot", str(bot)])
+    assert printed.exit_code == 0, printed.output
+    link = re.search(r"http://127\.0\.0\.1:9911/console/link\?t=(\S+)", printed.output)
+    assert link, printed.output
+    assert (tmp_path / "link.console-key").stat().st_mode & 0o777 == 0o600
+    settings = load_bot_settings(bot)
+    app = bot_app(settings, generator=ScriptedGenerator(["hi"]), features=[])
+    async with app as running:
+        console = console_for(settings, ConsoleParts(running.store, running.personas))
+        async with TestClient(TestServer(standalone_app(console))) as client:
+            page = await (await client.get(f"/console/link?t={link.group(1)}")).text()
+            assert "one-time link" in page and 'name="token"' not in page
+            used = await client.post("/console/link", data={"t": link.group(1)}, allow_redirects=False)
+            assert used.status == 303 and "pb_console" in used.cookies
+            assert (await client.post("/console/signin", data={"token": "x"})).status == 400  # no token variable
