@@ -24,8 +24,6 @@ if TYPE_CHECKING:
     from core.http.server import HttpServer
     from core.runtime import Runtime
 
-FIRST_MIDDLEWARE = "dedupe"  # the recovery stage's own middleware; metrics sit outside it
-
 
 @dataclass
 class Operator:
@@ -69,7 +67,8 @@ def metered(metrics: Metrics) -> "Feature":
 
     async def setup_metrics(bot: "Runtime", stack: AsyncExitStack) -> None:
         seams = bot.seams
-        seams.middlewares.add("recovery", "metrics", MetricsMiddleware(metrics), before=FIRST_MIDDLEWARE)
+        outermost = next(placed.name for placed in seams.middlewares.resolve() if placed.stage == "recovery")
+        seams.middlewares.add("recovery", "metrics", MetricsMiddleware(metrics), before=outermost)
         seams.turn_observers.append(AnsweredObserver(metrics))
         seams.generator_wrappers.append(lambda generator: MeteredGenerator(generator, metrics))
 
