@@ -7,20 +7,18 @@ configuration (file and field named, no traceback).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import signal
-import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
-from bots.options import BOT_ENV, BotOption, bot_file, show_flags_as_flags
-from core.errors import ConfigError, PersonabotError
+from bots.common import BOT_ENV, BotOption, clean_errors, fail, load_settings, run_async, setup_logging, show_flags_as_flags
+from core.errors import ConfigError
 from core.settings import BotSettings, load_bot_settings
 
 app = typer.Typer(
@@ -38,43 +36,7 @@ app.add_typer(config_app, name="config")
 show_flags_as_flags()
 UserOption = Annotated[str, typer.Option("--user", "-u", help="Who is talking (history is kept per user).")]
 
-T = TypeVar("T")
 log = logging.getLogger("personabot")
-
-
-def fail(message: str, code: int) -> typer.Exit:
-    typer.secho(message, err=True, fg=typer.colors.RED)
-    return typer.Exit(code)
-
-
-@contextlib.contextmanager
-def clean_errors() -> Iterator[None]:
-    """Turn our exceptions into one line on stderr and the documented exit code."""
-    try:
-        yield
-    except ConfigError as error:
-        raise fail(f"error: {error}", 2) from None
-    except PersonabotError as error:
-        raise fail(f"error: {error}", 1) from None
-
-
-def setup_logging(verbose: bool) -> None:
-    level = logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if not verbose:  # read by huggingface_hub at import, which happens later (model load)
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    for noisy in ("httpx", "transformers", "sentence_transformers"):
-        logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
-
-
-def load_settings(bot: Path | None) -> BotSettings:
-    return load_bot_settings(bot_file(bot))
-
-
-def run_async(factory: Callable[[], Awaitable[T]]) -> T:
-    with clean_errors():
-        return asyncio.run(factory())
 
 
 @app.command()

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from bots.options import BotOption
+from bots.common import BotOption
 from core.errors import ConfigError, GenerationError
 from core.events import ChatMessage, Chunk, GenerationRequest
 from core.settings import BotSettings
@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
         verbose: bool = False,
     ) -> None:
         """Publish the slash commands: to servers (instant, for development) or globally."""
-        from bots.cli import clean_errors, load_settings, run_async, setup_logging
+        from bots.common import clean_errors, load_settings, run_async, setup_logging
 
         setup_logging(verbose)
         with clean_errors():

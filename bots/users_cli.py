@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bots.options import BotOption, bot_file
+from bots.common import BotOption, bot_file
 from core.errors import ConfigError, PersonabotError
 from core.events import UserRef
 

@@ -56,7 +56,7 @@ class DecodeModel:
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
         self.vocab_size = config.vocab_size
         inner = model.model
-        self.embed, self.norm, self.lm_head, self.rotary = inner.embed_tokens, inner.norm, model.lm_head, inner.rotary_emb
+        self.embed, self.norm, self.lm_head, self.rotary = inner.embed_tokens, _norm(inner.norm), model.lm_head, inner.rotary_emb
         self.layers = [self._layer(layer) for layer in inner.layers]
         self.length = 0
         self.keys: list[Any] = []
@@ -68,8 +68,9 @@ class DecodeModel:
         attn, mlp = layer.self_attn, layer.mlp
         q_norm, k_norm = getattr(attn, "q_norm", None), getattr(attn, "k_norm", None)
         scaling = getattr(attn, "scaling", self.head_dim**-0.5)
-        return (layer.input_layernorm, attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, q_norm, k_norm, scaling,
-                layer.post_attention_layernorm, mlp.gate_proj, mlp.up_proj, mlp.down_proj)
+        return (_norm(layer.input_layernorm), attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj,
+                q_norm and _norm(q_norm), k_norm and _norm(k_norm), scaling,
+                _norm(layer.post_attention_layernorm), mlp.gate_proj, mlp.up_proj, mlp.down_proj)
 
     @property
     def cache_bytes(self) -> int:
@@ -156,9 +157,9 @@ class DecodeModel:
             v = v_proj(x).view(batch, n, kv_heads, dim).transpose(1, 2)
             if q_norm is not None:
                 q, k = q_norm(q), k_norm(k)
-            q, k = q.transpose(1, 2), k.transpose(1, 2)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
+            qk = torch.cat((q, k), dim=2).transpose(1, 2)  # one rotation for queries and keys
+            qk = qk * cos + _rotate_half(qk) * sin
+            q, k = qk[:, :heads], qk[:, heads:]
             keys, values = self.keys[i], self.values[i]
             if row is None:
                 keys[rows, :, at] = k[:, :, 0]
@@ -173,6 +174,16 @@ class DecodeModel:
             x = norm2(hidden)
             hidden = hidden + down(F.silu(gate(x)) * up(x))
         return hidden
+
+
+def _norm(module: Any) -> Any:
+    """An RMSNorm module as one fused op (Llama's norms compute ``x * rsqrt(mean(x^2) + eps) * w``)."""
+    import functools
+
+    import torch.nn.functional as F
+
+    eps = getattr(module, "variance_epsilon", None) or getattr(module, "eps", 1e-6)
+    return functools.partial(F.rms_norm, normalized_shape=module.weight.shape, weight=module.weight, eps=eps)
 
 
 def _rotate_half(x: Any) -> Any:

@@ -145,7 +145,8 @@ _CACHE: dict[tuple[Any, ...], concurrent.futures.Future[SharedModel]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def _load_blocking(key: tuple[Any, ...], source: str, is_local: bool, adapter: str | None, device: str, dtype: str, trust_remote_code: bool) -> SharedModel:
+def _load_blocking(key: tuple[Any, ...], source: str, is_local: bool, adapter: str | None, device: str, dtype: str,
+                   trust_remote_code: bool, quantize: str | None = None) -> SharedModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -171,13 +172,19 @@ def _load_blocking(key: tuple[Any, ...], source: str, is_local: bool, adapter: s
         except Exception as exc:
             raise GenerationError(f"cannot apply LoRA adapter {adapter} to {source}: {exc}") from exc
     model.to(device).eval()
+    if quantize:
+        from core.generation.quantize import quantize_model
+
+        model = quantize_model(model, quantize, device)
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="personabot-generate")
     log.info("loaded %s on %s (%s)", source, device, str(torch_dtype).removeprefix("torch."))
-    return SharedModel(key, source, model, tokenizer, device, str(torch_dtype).removeprefix("torch."), executor)
+    dtype_name = "int8 linear layers, float32 elsewhere" if quantize else str(torch_dtype).removeprefix("torch.")
+    return SharedModel(key, source, model, tokenizer, device, dtype_name, executor)
 
 
 async def acquire_model(
-    model: str, *, adapter: str | None = None, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False
+    model: str, *, adapter: str | None = None, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False,
+    quantize: str | None = None,
 ) -> SharedModel:
     """Load a model once per process; later callers with the same arguments share it."""
     source, is_local = resolve_source(model)
@@ -185,7 +192,7 @@ async def acquire_model(
         adapter = str(Path(adapter).expanduser().resolve())
         if not Path(adapter).is_dir():
             raise GenerationError(f"LoRA adapter folder {adapter} does not exist")
-    key = (source, adapter, device, dtype, trust_remote_code)
+    key = (source, adapter, device, dtype, trust_remote_code, quantize)
     with _CACHE_LOCK:
         future = _CACHE.get(key)
         if future is None:
@@ -196,7 +203,7 @@ async def acquire_model(
             owner = False
     if owner:
         try:
-            shared = await asyncio.to_thread(_load_blocking, key, source, is_local, adapter, device, dtype, trust_remote_code)
+            shared = await asyncio.to_thread(_load_blocking, key, source, is_local, adapter, device, dtype, trust_remote_code, quantize)
         except BaseException as exc:
             with _CACHE_LOCK:
                 _CACHE.pop(key, None)
@@ -287,15 +294,18 @@ class TransformersGenerator:
         cache_tokens: int | None = None,
         engine: str = "auto",
         compile: bool = False,
+        quantize: str | None = None,
     ) -> "TransformersGenerator":
         """Load ``model`` (a local folder, checked first, or a hub id) once per process.
 
         ``batching``: True/False, or None for "when the model supports it" (any model on
         transformers' attention interface; not the LSTM baseline). The batch options are
-        those of :class:`core.generation.batching.ContinuousBatcher`; the first generator
-        of a shared model sets them.
+        those of :class:`core.generation.batching.ContinuousBatcher` (``engine``: ``auto``,
+        ``static`` or ``transformers``; ``compile``: ``torch.compile`` the static engine's
+        decode step); the first generator of a shared model sets them. ``quantize="int8"``:
+        int8 linear layers on a CPU (:mod:`core.generation.quantize`).
         """
-        shared = await acquire_model(model, adapter=adapter, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        shared = await acquire_model(model, adapter=adapter, device=device, dtype=dtype, trust_remote_code=trust_remote_code, quantize=quantize)
         try:
             generator = cls(shared, context_window=context_window)
             if batching is not False and shared.batcher is None:
