@@ -13,6 +13,7 @@ from urllib.parse import quote
 import jinja2
 from aiohttp import web
 
+from core.personalization.privacy import forget_user_data
 from core.personas import PersonaLibrary
 from core.ports import Store
 from core.settings import BotSettings
@@ -24,6 +25,7 @@ from core.web.settings import WebSettings
 if TYPE_CHECKING:
     from core.plugins.manager import PluginStatus
     from core.seams import UserDataHolder
+    from core.services import PersonalizationService
 
 HERE = Path(__file__).resolve().parent
 WEB_ACTOR = "web:operator"  # who console actions are audited as
@@ -36,6 +38,8 @@ class ConsoleParts:
     ``live`` None: not inside the serving process (the dashboard says so). ``holders``:
     the features that keep user data (the ``user_data`` seam), exported and forgotten
     with a user. ``plugin_states``: the plugins' state and commands, when they are loaded.
+    ``personalization``: the running bot's service, whose forget also stops the user's
+    replies in flight; without it forget is core.personalization.privacy's.
     """
 
     store: Store
@@ -43,6 +47,7 @@ class ConsoleParts:
     live: LiveSource | None = None
     holders: "Sequence[UserDataHolder]" = ()
     plugin_states: "Callable[[], Sequence[PluginStatus]] | None" = None
+    personalization: "PersonalizationService | None" = None  # in a running bot: its forget stops replies in flight
 
 
 @dataclass
@@ -80,6 +85,13 @@ class Console:
     @property
     def holders(self) -> "Sequence[UserDataHolder]":
         return self._parts().holders
+
+    async def forget(self, user_id: str) -> tuple[list[str], dict[str, int]]:
+        """What /forget does, audited as the web operator."""
+        parts = self._parts()
+        if parts.personalization is not None:
+            return await parts.personalization.forget(user_id, actor=WEB_ACTOR)
+        return await forget_user_data(parts.store, user_id, actor=WEB_ACTOR, holders=parts.holders)
 
     def plugin_states(self) -> "Sequence[PluginStatus] | None":
         states = self._parts().plugin_states

@@ -117,4 +117,5 @@ class RunConsole:
         attach(self.app, ConsoleParts(
             running.store, running.personas, live=live, holders=tuple(running.seams.user_data),
             plugin_states=None if plugins is None else plugins.describe,
+            personalization=running.services.personalization,
         ))

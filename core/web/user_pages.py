@@ -13,8 +13,8 @@ from aiohttp import web
 
 from core.errors import NotFound, PluginError
 from core.events import UserRef
-from core.personalization.privacy import export_json, export_user_data, forget_user_data
-from core.web.console import CONSOLE, WEB_ACTOR, Console
+from core.personalization.privacy import export_json, export_user_data
+from core.web.console import CONSOLE, Console
 
 USERS_PAGE = 50
 NOTES = frozenset({"ban.done", "unban.done", "memory.deleted", "memory.missing"})  # shown after an action
@@ -110,9 +110,9 @@ async def forget(request: web.Request) -> web.Response:
     if str(form.get("confirm", "")).strip() != uid:
         linked = [other for other in await console.store.linked_identities(uid) if other != uid]
         return console.render(request, "forget.jinja", 400, uid=uid, linked=linked, error_key="forget.mismatch")
-    # forget_user_data audits it as the web operator, with counts and without the id.
+    # Audited as the web operator by privacy.forget_user_data, with counts and without the id.
     try:
-        ids, rows = await forget_user_data(console.store, uid, actor=WEB_ACTOR, holders=console.holders)
+        ids, rows = await console.forget(uid)
     except PluginError as error:  # the core data is gone; what is left of the plugins' is named
         return console.render(request, "error.jinja", 500, message_key="forget.incomplete", detail=str(error))
     return console.render(request, "forgotten.jinja", count=len(ids), rows=sum(rows.values()))

@@ -348,3 +348,24 @@ async def test_without_a_token_only_links_sign_in(tmp_path):
             page = await (await client.get(f"{P}/signin")).text()
             assert "personabot web link" in page and 'name="token"' not in page
             assert (await client.post(f"{P}/signin", data={"token": ""})).status == 400
+
+
+async def test_forget_in_a_running_bot_goes_through_its_personalization_service(tmp_path):
+    """There it also stops the user's replies in flight (core.personalization.service)."""
+
+    class Service:
+        calls: list[tuple[str, str]] = []
+
+        async def forget(self, user: str, actor: str = "system") -> tuple[list[str], dict[str, int]]:
+            self.calls.append((user, actor))
+            return [user], {"messages": 3}
+
+    async with SQLiteStore(tmp_path / "bot.db") as store:
+        app, library = console_app(store, parts=False)
+        service = Service()
+        attach(app, ConsoleParts(store, library, personalization=service))
+        async with TestClient(TestServer(standalone_app(app))) as client:
+            csrf = await sign_in(client)
+            done = await client.post(f"{P}/users/{ANN}/forget", data={"csrf": csrf, "confirm": ANN})
+            assert done.status == 200 and "3 rows deleted" in await done.text()
+    assert service.calls == [(ANN, "web:operator")]
