@@ -3,7 +3,13 @@ port; live figures from the process's metrics, readiness and generator."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -16,6 +22,7 @@ from core.http.metrics import Metrics
 from core.http.server import HttpServer
 from core.http.settings import HttpSettings
 from core.settings import BotSettings
+from core.storage import SQLiteStore
 from core.web.live import MetricsLive, histogram_quantile, percentile
 from core.web.serve import RunConsole
 
@@ -151,3 +158,35 @@ async def test_the_link_command_prints_a_link_the_running_console_accepts(tmp_pa
             used = await client.post("/console/link", data={"t": link.group(1)}, allow_redirects=False)
             assert used.status == 303 and "pb_console" in used.cookies
             assert (await client.post("/console/signin", data={"token": "x"})).status == 400  # no token variable
+
+
+def test_personabot_web_serves_the_bots_database_until_sigterm(tmp_path):
+    async def make_db() -> None:
+        async with SQLiteStore(tmp_path / "web.db") as store:
+            await store.touch_user("telegram:77", "Zoë 小明")
+
+    asyncio.run(make_db())
+    bot = tmp_path / "bot.toml"
+    bot.write_text('name = "webcli"\n[model]\nbackend = "scripted"\n[storage]\npath = "web.db"\n', encoding="utf-8")
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bots.cli", "web", "--bot", str(bot), "--port", "0"],
+        cwd=root, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(root), "PERSONABOT_WEB_TOKEN": TOKEN},
+    )
+    try:
+        for line in child.stderr:  # the server says where it listens once it does
+            found = re.search(r"console: (http://\S+/console/)", line)
+            if found:
+                break
+        assert found, "personabot web never said where it listens"
+
+        async def visit() -> tuple[int, str]:
+            return await _signed_in_page(found.group(1).removesuffix("/console/"), "users?q=Zo")
+
+        status, page = asyncio.run(visit())
+        assert status == 200 and "Zoë 小明" in page
+    finally:
+        child.send_signal(signal.SIGTERM)
+        code = child.wait(30)
+    assert code == 0
