@@ -130,8 +130,8 @@ def main() -> None:
     server.ready.wait(60)
     db = sqlite3.connect(path)
     (messages,) = db.execute("SELECT count(*) FROM messages").fetchone()
-    (last_page_after,) = db.execute(
-        "SELECT id FROM messages WHERE conversation_id = ? ORDER BY id LIMIT 1 OFFSET ?", (long_id, args.long - 101)
+    (middle,) = db.execute(
+        "SELECT id FROM messages WHERE conversation_id = ? ORDER BY id LIMIT 1 OFFSET ?", (long_id, args.long // 2)
     ).fetchone()
     db.close()
     print(f"database: {messages:,} messages; long conversation #{long_id}: {args.long:,} turns")
@@ -139,7 +139,8 @@ def main() -> None:
         "dashboard": "",
         "dashboard fragment (5 s refresh)": "fragments/dashboard",
         f"conversation {args.long} turns, page 1": f"conversations/{long_id}",
-        f"conversation {args.long} turns, last page": f"conversations/{long_id}?after={last_page_after}&n={args.long - 100}",
+        f"conversation {args.long} turns, a middle page": f"conversations/{long_id}?after={middle}&n={args.long // 2}",
+        f"conversation {args.long} turns, newest page": f"conversations/{long_id}?page=last",
         "conversation list": "conversations",
         "conversation text search": "conversations?text=not%20bold",
         "users": "users",

@@ -178,12 +178,18 @@ async def _summary(console: Console, request: web.Request):  # type: ignore[no-u
 async def conversation(request: web.Request) -> web.Response:
     console = _console(request)
     summary = await _summary(console, request)
-    after, shown_before = _int(request, "after") or 0, _int(request, "n") or 0
-    turns = await console.store.conversation_turns(summary.conversation.id, after_id=after, limit=TURNS_PAGE)
-    more = turns[-1].id if len(turns) == TURNS_PAGE and shown_before + len(turns) < summary.message_count else None
+    total = summary.message_count
+    if request.query.get("page") == "last":  # the newest turns: Store.history is that page
+        turns = await console.store.history(summary.conversation.id, limit=TURNS_PAGE)
+        after, shown_before = 1, total - len(turns)
+    else:
+        after, shown_before = _int(request, "after") or 0, _int(request, "n") or 0
+        turns = await console.store.conversation_turns(summary.conversation.id, after_id=after, limit=TURNS_PAGE)
+    shown = shown_before + len(turns)
+    more = turns[-1].id if len(turns) == TURNS_PAGE and shown < total else None
     return console.render(
-        request, "conversation.jinja", s=summary, turns=turns, first=shown_before + 1,
-        last=shown_before + len(turns), more=more, paged=after > 0,
+        request, "conversation.jinja", s=summary, turns=turns, first=shown_before + 1, last=shown, more=more,
+        paged=after > 0, at_end=shown >= total,
     )
 
 

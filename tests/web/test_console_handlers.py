@@ -245,6 +245,10 @@ async def test_long_conversations_page(env):
     third_url = re.search(r'id="next-page" href="([^"]+)"', second).group(1).replace("&amp;", "&")
     third = await (await client.get(third_url)).text()
     assert third.count('class="turn ') == 50 and 'id="next-page"' not in third and "reply 123" in third
+    assert 'id="last-page"' in first and 'id="last-page"' not in third
+    newest = await (await client.get(f"{P}/conversations/{ids['dm']}?page=last")).text()
+    assert newest.count('class="turn ') == 100 and "turns 151-250 of 250" in newest
+    assert newest.rstrip().count("reply 123") == 1 and 'id="next-page"' not in newest
 
 
 async def test_cookie_flags_and_sign_out(env):
