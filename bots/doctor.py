@@ -25,7 +25,7 @@ from typing import Annotated, Literal
 import httpx
 import typer
 
-from bots.options import BotOption, bot_file
+from bots.common import BotOption, bot_file, setup_logging
 
 from core.errors import ConfigError, PersonabotError
 from core.settings import BotSettings, load_bot_settings
@@ -389,8 +389,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Check a deployment before going live: bot file, personas, secrets, database, model,
         embedder, platform tokens, ports. One line each; exit 0 only when all pass."""
-        from bots.cli import setup_logging
-
         setup_logging(verbose)
         lines = asyncio.run(diagnose(bot_file(bot), timeout=timeout))
         for line in lines:

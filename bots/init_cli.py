@@ -276,7 +276,7 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", help="Write into a folder that is not empty (replacing files of the same names).")] = False,
     ) -> None:
         """Scaffold a bot folder: bot.toml, its persona, .env.example and a README with the next commands."""
-        from bots.cli import clean_errors
+        from bots.common import clean_errors
 
         folder = folder.expanduser()
         default_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", folder.resolve().name).strip("-.")[:64] or "mybot"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from bots.options import BotOption, bot_file
+from bots.common import BotOption, bot_file
 from core.errors import ConfigError
 from core.settings import load_bot_settings
 

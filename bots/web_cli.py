@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from bots.options import BotOption, bot_file
+from bots.common import BotOption, bot_file
 
 
 def _fail(message: str, code: int) -> typer.Exit:
