@@ -97,7 +97,7 @@ def measure(url: str, pages: dict[str, str], loads: int) -> None:
         page.fill("#token", TOKEN)
         page.click("#signin")
         page.wait_for_selector("#figures")
-        print(f"{'page':<34} {'TTFB p50':>9} {'p95':>7} {'load p50':>9} {'p95':>7} {'HTML KB':>8}")
+        print(f"{'page':<42} {'TTFB p50':>9} {'p95':>7} {'load p50':>9} {'p95':>7} {'HTML KB':>8}")
         for name, path in pages.items():
             ttfb, load, size = [], [], 0
             for _ in range(loads):
@@ -105,7 +105,7 @@ def measure(url: str, pages: dict[str, str], loads: int) -> None:
                 first, full, size = page.evaluate(TIMING)
                 ttfb.append(first)
                 load.append(full)
-            print(f"{name:<34} {percentile(ttfb, .5):7.0f}ms {percentile(ttfb, .95):5.0f}ms"
+            print(f"{name:<42} {percentile(ttfb, .5):7.0f}ms {percentile(ttfb, .95):5.0f}ms"
                   f" {percentile(load, .5):7.0f}ms {percentile(load, .95):5.0f}ms {size / 1024:8.0f}")
         browser.close()
 

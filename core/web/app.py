@@ -50,7 +50,7 @@ async def _headers(request: web.Request, handler: Callable[[web.Request], Awaita
 
 @web.middleware
 async def _guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Language, session, CSRF, and the errors every handler may raise, in one place."""
+    """Readiness, session, CSRF, and the errors every handler may raise, in one place."""
     console = request.app[CONSOLE]
     local = request.path[len(console.prefix):] or "/"
     if console.parts is None and not local.startswith("/static/"):
