@@ -55,9 +55,17 @@ class ModelSettings(_Section):
     # transformers backend: concurrent generation
     max_batch_size: int = Field(16, ge=1, le=1024)
     max_queue: int = Field(256, ge=1)
+    quantize: Literal["int8"] | None = None  # int8 linear layers on a CPU (docs/performance.md)
     # scripted backend (demos and tests): replies cycled in order
     replies: tuple[str, ...] = ()
     generation: GenerationSettings = GenerationSettings()
+
+    @model_validator(mode="after")
+    def _quantize_needs_a_cpu_transformers_model(self) -> "ModelSettings":
+        if self.quantize and (self.backend != "transformers" or self.device.startswith("cuda")):
+            where = f"backend {self.backend!r}" if self.backend != "transformers" else f"device {self.device!r}"
+            raise ValueError(f"model.quantize = {self.quantize!r} needs backend 'transformers' on a CPU, not {where}")
+        return self
 
 
 class StorageSettings(_Section):

@@ -14,6 +14,7 @@ import pytest
 from core.errors import GenerationBusy
 from core.events import ChatMessage, FinishReason, GenerationParams, GenerationRequest
 from core.generation.transformers_backend import TransformersGenerator
+from tests.generation.steps import Gate, Steps
 
 PROMPTS = ["hello there", "what is your name?", "你好，今天天气很好", "the quick brown fox", "I am fine", "how are you today?"]
 
@@ -44,20 +45,6 @@ def batched(request, llama_dir):
     assert gen._shared.batcher.engine == request.param
     yield gen
     asyncio.run(gen.aclose())
-
-
-class Steps:
-    """Counts batch steps and records how many tokens each one computed."""
-
-    def __init__(self, model):
-        self.widths: list[int] = []
-        self._hook = model.get_input_embeddings().register_forward_pre_hook(lambda m, a: self.widths.append(a[0].numel()))
-
-    def __len__(self):
-        return len(self.widths)
-
-    def close(self):
-        self._hook.remove()
 
 
 @pytest.fixture
@@ -94,33 +81,6 @@ async def test_concurrent_greedy_equals_sequential_generate(batched, steps, pena
     for prompt, chunks in zip(PROMPTS, results):
         assert chunks[-1].finish_reason is FinishReason.LENGTH
         assert text_of(chunks) == reference(batched, prompt, 20, penalty)
-
-
-class Gate:
-    """Holds the batch thread before each forward pass until the test grants a step."""
-
-    def __init__(self, model):
-        import threading
-
-        self.enabled = False
-        self.permits = threading.Semaphore(0)
-        self.waiting = threading.Event()
-        self._hook = model.get_input_embeddings().register_forward_pre_hook(self._before_forward)
-
-    def _before_forward(self, module, args):
-        if self.enabled:
-            self.waiting.set()
-            self.permits.acquire()
-            self.waiting.clear()
-
-    def grant(self, steps):
-        for _ in range(steps):
-            self.permits.release()
-
-    def open(self):
-        self.enabled = False
-        self.grant(2)
-        self._hook.remove()
 
 
 async def test_flooding_user_does_not_delay_another_users_first_token(batched):
