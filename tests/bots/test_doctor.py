@@ -210,3 +210,18 @@ async def test_healthcheck_asks_healthz_when_http_is_enabled(tmp_path):
         assert code == 1 and "HTTP 503" in err
     finally:
         await runner.cleanup()
+
+
+async def test_an_openai_server_answering_models_and_one_not_serving_the_model(tmp_path):
+    from tests.generation.fake_openai import FakeOpenAI
+
+    async with FakeOpenAI() as server:
+        for model, expected in (("fake", 0), ("other-model", 1)):
+            bot = tmp_path / f"{model}.toml"
+            bot.write_text(f'name = "doc"\n[model]\nbackend = "openai"\nbase_url = "{server.base_url}"\nmodel = "{model}"\n'
+                           'api_key_env = "OPENAI_API_KEY"\n' + QUIET, encoding="utf-8")
+            code, out, _ = await doctor("doctor", "--bot", str(bot), cwd=tmp_path, env={"OPENAI_API_KEY": "sk-test-secret"})
+            assert code == expected, out
+            assert "sk-test-secret" not in out
+        assert "does not serve 'other-model' (it serves: fake)" in line(out, "model")
+        assert server.requests[0]["path"] == "/v1/models" and server.requests[0]["headers"]["authorization"] == "Bearer sk-test-secret"
