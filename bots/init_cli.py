@@ -19,6 +19,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from bots.common import clean_errors
 from core.errors import ConfigError
 
 PLATFORMS = ("console", "telegram", "discord")
@@ -163,18 +164,23 @@ def env_example(choices: Choices) -> str:
     return "\n".join(lines) + "\n"
 
 
-def readme(choices: Choices, folder: Path) -> str:
+def next_commands(choices: Choices, folder: Path) -> list[str]:
+    """What to run after init: load the secrets (if any), check, serve."""
     bot = folder / "bot.toml"
     serve = f"personabot run --bot {bot}" if set(choices.platforms) - {"console"} else f"personabot chat --bot {bot}"
-    exports = "set -a; . " + str(folder / ".env") + "; set +a   # after cp .env.example .env\n" if choices.env_names() else ""
+    secrets = [f"set -a; . {folder / '.env'}; set +a   # after cp .env.example .env and filling it in"] if choices.env_names() else []
+    return [*secrets, f"personabot doctor --bot {bot}   # every check ok before going live", serve]
+
+
+def readme(choices: Choices, folder: Path) -> str:
+    commands = "\n".join(next_commands(choices, folder))
     return f"""# {choices.name}
 
 A personabot bot: `bot.toml` (settings), `personas/{choices.persona_name}.toml` (how it speaks),
 `.env.example` (the secrets it needs). The next two commands:
 
 ```bash
-{exports}personabot doctor --bot {bot}     # every check ok before going live
-{serve}
+{commands}
 ```
 
 In a container: `PERSONABOT_BOT_DIR={folder.resolve()} docker compose -f deploy/compose.yaml --profile sqlite up -d`
@@ -276,8 +282,6 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option("--force", help="Write into a folder that is not empty (replacing files of the same names).")] = False,
     ) -> None:
         """Scaffold a bot folder: bot.toml, its persona, .env.example and a README with the next commands."""
-        from bots.common import clean_errors
-
         folder = folder.expanduser()
         default_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", folder.resolve().name).strip("-.")[:64] or "mybot"
         choices = Choices(name or default_name, tuple(dict.fromkeys(p.lower() for p in platform or ["console"])), persona.lower(), backend.lower())
@@ -289,5 +293,5 @@ def register(app: typer.Typer) -> None:
             verify(folder)
         typer.echo(f"wrote {folder / 'bot.toml'}, personas/{choices.persona_name}.toml, .env.example, .gitignore, README.md")
         typer.echo("next:")
-        for line in readme(choices, folder).split("```bash\n", 1)[1].split("```", 1)[0].splitlines():
+        for line in next_commands(choices, folder):
             typer.echo(f"  {line}")
