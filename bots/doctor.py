@@ -1,7 +1,7 @@
 """``personabot doctor``: every check a deployment needs, in order, one line each.
 
-    ok    bot file     bots/telegram.toml (bot "telegram-demo")
-    fail  tokens       telegram: refused (401 Unauthorized) -> check TELEGRAM_BOT_TOKEN (@BotFather /token)
+    ok    bot file        bots/telegram.toml (bot 'telegram-demo')
+    fail  telegram token  token refused (401 Unauthorized) -> check the token with @BotFather (/token)
 
 Each check runs even when an earlier one failed, unless it needs what failed (then it
 says ``skip`` and why). Secrets are read to be tried, never printed: a line names the
@@ -26,7 +26,6 @@ import httpx
 import typer
 
 from bots.common import BotOption, bot_file, setup_logging
-
 from core.errors import ConfigError, PersonabotError
 from core.settings import BotSettings, load_bot_settings
 
@@ -69,8 +68,10 @@ def check_features(settings: BotSettings) -> str:
     from core.bootstrap import select_features
     from core.personalization.settings import load_personalization
     from core.plugins.loader import read_section, resolve, validate_config
+    from core.safety.config import SafetySettings
 
     select_features(settings)
+    SafetySettings.from_bot(settings.safety, settings.source)
     load_personalization(settings)
     section = read_section(settings)
     for source in resolve(settings, section):

@@ -225,3 +225,10 @@ async def test_an_openai_server_answering_models_and_one_not_serving_the_model(t
             assert "sk-test-secret" not in out
         assert "does not serve 'other-model' (it serves: fake)" in line(out, "model")
         assert server.requests[0]["path"] == "/v1/models" and server.requests[0]["headers"]["authorization"] == "Bearer sk-test-secret"
+
+
+async def test_a_bad_feature_section_fails_the_features_line(tmp_path):
+    bot = bot_file(tmp_path, "[safety]\nbogus = 1\n" + QUIET)
+    code, out, _ = await doctor("doctor", "--bot", str(bot), cwd=tmp_path)
+    assert code == 1 and "safety.bogus" in line(out, "features") and line(out, "features").startswith("fail")
+    assert line(out, "bot file").startswith("ok") and line(out, "model").startswith("ok")
