@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiosqlite  # noqa: E402
 
-from core.app import App  # noqa: E402
+from bots.app_factory import bot_app  # noqa: E402
 from core.events import ChatKind, ConversationKey, IncomingMessage, UserRef  # noqa: E402
 from core.generation.scripted import ScriptedGenerator  # noqa: E402
 from core.settings import BotSettings  # noqa: E402
@@ -37,7 +37,7 @@ async def through_core(db: Path, messages: int, users: int) -> tuple[float, list
     generator = ScriptedGenerator(["Sure, here is a short scripted answer for the benchmark."])
     outbox = NullOutbox()
     latencies: list[float] = []
-    async with App(settings, store=SQLiteStore(db), generator=generator, features=[]) as app:
+    async with bot_app(settings, store=SQLiteStore(db), generator=generator, features=[]) as app:
 
         async def user_loop(user: int) -> None:
             for index in range(messages // users):

@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapters.discord import DiscordBot, run_bot  # noqa: E402
-from core.app import App  # noqa: E402
+from adapters.discord.bot import DiscordBot, run_bot  # noqa: E402
+from bots.app_factory import bot_app  # noqa: E402
 from core.generation.scripted import ScriptedGenerator  # noqa: E402
 from core.settings import BotSettings  # noqa: E402
 from core.storage.sqlite import SQLiteStore  # noqa: E402
@@ -54,7 +54,7 @@ async def run(messages: int, concurrent: int, words: int, edit_interval: float, 
                 },
             }
         )
-        app_context = App(settings, store=SQLiteStore(":memory:"), generator=ScriptedGenerator([reply]), features=[])
+        app_context = bot_app(settings, store=SQLiteStore(":memory:"), generator=ScriptedGenerator([reply]), features=[])
         async with app_context as app:
             bot = DiscordBot(app, guild_ready_timeout=0.01)
             stop = asyncio.Event()

@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.app import App  # noqa: E402
+from bots.app_factory import bot_app  # noqa: E402
 from core.events import ChatKind, ConversationKey, IncomingMessage, UserRef  # noqa: E402
 from core.generation.scripted import ScriptedGenerator  # noqa: E402
 from core.personalization import setup_personalization  # noqa: E402
@@ -263,7 +263,7 @@ async def run(users: int, seed: int, embedder_spec: str, options: dict[str, str]
     turn_times: list[float] = []
     results: dict[str, list[tuple[int, int, int]]] = {"en": [], "zh": []}
     precision: list[float] = []
-    async with App(settings, store=SQLiteStore(":memory:"), generator=generator, embedder=embedder,
+    async with bot_app(settings, store=SQLiteStore(":memory:"), generator=generator, embedder=embedder,
                    features=[setup_personalization]) as app:
         for user in population:
             for conversation in user.conversations:

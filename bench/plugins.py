@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.app import App  # noqa: E402
+from bots.app_factory import bot_app  # noqa: E402
 from core.events import ChatKind, ConversationKey, IncomingMessage, UserRef  # noqa: E402
 from core.generation.scripted import ScriptedGenerator  # noqa: E402
 from core.plugins import setup_plugins  # noqa: E402
@@ -75,7 +75,7 @@ async def chat_latencies(folder: Path, plugins: dict, messages: int) -> list[flo
                                            "plugins": plugins})
     settings = settings.model_copy(update={"source": folder / "bot.toml"})
     timings = []
-    async with App(settings, store=SQLiteStore(folder / f"chat{len(plugins)}.db"),
+    async with bot_app(settings, store=SQLiteStore(folder / f"chat{len(plugins)}.db"),
                    generator=ScriptedGenerator(["A short reply."]), features=[setup_plugins]) as app:
         outbox = NullOutbox()
         for n in range(messages):
@@ -94,16 +94,16 @@ async def scheduler_run(folder: Path, jobs: int) -> tuple[float, int]:
     settings = BotSettings.model_validate({"name": "bench", "model": {"backend": "scripted"},
                                            "plugins": {"enabled": ["busy"], "paths": {"busy": "busy.py"}}})
     settings = settings.model_copy(update={"source": folder / "bot.toml"})
-    async with App(settings, store=SQLiteStore(folder / "jobs.db"), generator=ScriptedGenerator(["x"]),
+    async with bot_app(settings, store=SQLiteStore(folder / "jobs.db"), generator=ScriptedGenerator(["x"]),
                    features=[setup_plugins]) as app:
         outbox = NullOutbox()
-        app.plugins.register_outbox("bench", outbox)
-        ctx = app.plugins.loaded["busy"].ctx
+        app.seams.outboxes.register("bench", outbox)
+        ctx = app.services.plugins.loaded["busy"].ctx
         at = 2_000_000_000.0
         for n in range(jobs):
             await ctx.schedule("ping", at=at, key=ConversationKey("bench", f"c{n}"))
         start = time.perf_counter()
-        ran = await app.plugins.scheduler.run_due(at + 1)
+        ran = await app.services.plugins.scheduler.run_due(at + 1)
         return time.perf_counter() - start, ran if outbox.sent == ran else -1
 
 
@@ -114,9 +114,9 @@ async def knowledge_quality(folder: Path) -> tuple[float, float, float, int]:
     }).model_copy(update={"source": folder / "bot.toml"})
     from plugins.knowledge import search
 
-    async with App(settings, store=SQLiteStore(":memory:"), generator=ScriptedGenerator(["x"]),
+    async with bot_app(settings, store=SQLiteStore(":memory:"), generator=ScriptedGenerator(["x"]),
                    features=[setup_plugins]) as app:
-        ctx = app.plugins.loaded["knowledge"].ctx
+        ctx = app.services.plugins.loaded["knowledge"].ctx
         hits1 = hits3 = 0
         timings = []
         for question, expected in QUESTIONS:

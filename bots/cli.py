@@ -7,16 +7,18 @@ configuration (file and field named, no traceback).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from adapters.platforms import Serve
 from bots.common import BOT_ENV, BotOption, clean_errors, fail, load_settings, run_async, setup_logging, show_flags_as_flags
 from core.errors import ConfigError
 from core.settings import BotSettings, load_bot_settings
@@ -42,16 +44,17 @@ log = logging.getLogger("personabot")
 @app.command()
 def chat(bot: BotOption = None, user: UserOption = "you", verbose: bool = False) -> None:
     """Chat with a bot in this terminal; replies stream as they are generated."""
-    from adapters.console import serve
-    from core.app import App
+    from adapters.console.adapter import serve
+    from bots.app_factory import bot_app
 
     setup_logging(verbose)
     with clean_errors():
         settings = load_settings(bot)
+        app = bot_app(settings)
 
     async def main() -> None:
-        async with App(settings) as bot_app:
-            await serve(bot_app, user)
+        async with app as running:
+            await serve(running, user)
 
     run_async(main)
 
@@ -66,6 +69,9 @@ def ask(
         str | None,
         typer.Option("--id", help="A unique key for this message (e.g. a UUID); retrying with the same key is safe."),
     ] = None,
+    show_prompt: Annotated[
+        bool, typer.Option("--show-prompt", help="Print the exact prompt sent to the model, part by part with token counts, on stderr.")
+    ] = False,
 ) -> None:
     """Send one message, print the reply, exit. History persists between calls per user.
 
@@ -73,17 +79,25 @@ def ask(
     treat it as failed. With --id, a retry never stores or answers the message twice:
     if an earlier call got as far as the answer, that answer is printed again.
     """
-    from adapters.console import ConsoleOutbox, console_event
-    from core.app import App
+    from adapters.console.adapter import ConsoleOutbox, console_event
+    from bots.app_factory import bot_app
 
     setup_logging(verbose)
+    if show_prompt:  # core.chat logs the prompt at DEBUG level
+        shown = logging.StreamHandler(sys.stderr)
+        shown.setFormatter(logging.Formatter("%(message)s"))
+        chat_log = logging.getLogger("core.chat")
+        chat_log.setLevel(logging.DEBUG)
+        chat_log.addHandler(shown)
+        chat_log.propagate = False
     with clean_errors():
         settings = load_settings(bot)
+        app = bot_app(settings)
     event = console_event(text, user, event_id=key)
 
     async def main() -> bool:
         outbox = ConsoleOutbox(stream=False)
-        async with App(settings) as bot_app:
+        async with app as bot_app:
             done = await bot_app.store.turn_by_event(event.event_id) if event.command is None else None
             if done is not None and done[1] is not None:
                 typer.echo(done[1].text)  # answered by an earlier call with this key
@@ -104,22 +118,40 @@ def run(
     file: Annotated[Path | None, typer.Argument(help="Bot file (TOML); wins over --bot.", show_default=False)] = None,
     bot: BotOption = None,
     verbose: bool = True,
+    shard_count: Annotated[int | None, typer.Option(help="Discord shards over all processes (overrides [discord]).")] = None,
+    shard_ids: Annotated[str | None, typer.Option(help="This process's Discord shards, e.g. 0,1 (needs a shard count).")] = None,
 ) -> None:
-    """Start every adapter the bot file enables (Telegram, Discord, console) in one process."""
-    from core.app import App
+    """Start every adapter the bot file enables (Telegram, Discord, console) in one process.
+
+    With ``[http] enabled = true`` the process serves /healthz, /readyz and /metrics
+    (docs/scaling.md); the Telegram webhook shares that server.
+    """
+    from bots.app_factory import bot_app
+    from bots.shards import with_shards
+    from core.bootstrap import select_features
+    from core.http.operator import Operator, metered
 
     setup_logging(verbose)
     with clean_errors():
-        settings = load_settings(file or bot)
+        settings = with_shards(load_settings(file or bot), shard_count, shard_ids)
         starters = adapter_starters(settings)
+        operator = Operator.from_settings(settings.http)
+        app = bot_app(settings, features=[*select_features(settings), metered(operator.metrics)])
+        console = web_console(settings, operator)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        async with App(settings) as bot_app:
-            tasks = [asyncio.create_task(start(bot_app, stop), name=name) for name, start in starters]
+        async with operator, console, app as running:  # /healthz answers while the model loads
+            operator.watch(running)
+            if settings.web.enabled:
+                console.attach(running, metrics=operator.metrics, health=operator.health)
+            for name, _ in starters:  # not ready until each adapter says it is connected
+                operator.health.report(name, "connecting")
+            tasks = [asyncio.create_task(start(running, stop, operator), name=name) for name, start in starters]
+            operator.health.started()
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             stop.set()  # one adapter ended (console EOF, fatal error): stop the others cleanly
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -130,21 +162,20 @@ def run(
     run_async(main)
 
 
-def adapter_starters(settings: BotSettings) -> list[tuple[str, Callable[[Any, asyncio.Event], Awaitable[None]]]]:
-    """The enabled adapters as ``serve(app, stop)`` coroutines; platform libraries load only if used."""
-    starters: list[tuple[str, Callable[[Any, asyncio.Event], Awaitable[None]]]] = []
-    if settings.telegram.enabled:
-        from adapters.telegram import serve as serve_telegram
+def web_console(settings: BotSettings, operator: Any) -> Any:
+    """``[web] enabled``: the console, on the operator server if there is one (docs/console.md)."""
+    if not settings.web.enabled:
+        return contextlib.nullcontext()
+    from core.web.serve import RunConsole
 
-        starters.append(("telegram", serve_telegram))
-    if settings.discord.enabled:
-        from adapters.discord import serve as serve_discord
+    return RunConsole(settings, server=operator.server)
 
-        starters.append(("discord", serve_discord))
-    if settings.console.enabled:
-        from adapters.console import serve as serve_console
 
-        starters.append(("console", serve_console))
+def adapter_starters(settings: BotSettings) -> list[tuple[str, Serve]]:
+    """The enabled adapters as ``serve(bot, stop)`` coroutines; platform libraries load only if used."""
+    from adapters.platforms import server
+
+    starters = [(name, server(name)) for name in settings.enabled_platforms()]
     if not starters:
         raise ConfigError(f"{settings.source}: no adapter enabled (set enabled = true in [telegram], [discord] or [console])")
     return starters

@@ -1,7 +1,7 @@
 """``personabot discord sync``: publish a bot's slash commands on demand.
 
 ``register(app)`` adds the ``discord`` sub-app to the main typer app. The commands
-published are the App's (built-in, features, plugins), so the App starts as for
+published are the bot's (built-in, features, plugins), so the bot starts as for
 ``run``, on a throwaway in-memory store and without loading the model.
 Exit codes: 0 ok, 1 Discord failed, 2 bad bot file or token (one line on stderr).
 """
@@ -14,6 +14,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from adapters.discord.settings import DiscordSettings
 from bots.common import BotOption
 from core.errors import ConfigError, GenerationError
 from core.events import ChatMessage, Chunk, GenerationRequest
@@ -46,20 +47,21 @@ async def sync(
     """Publish (or with ``dry_run`` only list) the commands; returns what was done per target."""
     import discord
 
-    from adapters.discord import CoreCommandTree, api_endpoint, command_payloads, login, sync_commands
-    from adapters.discord.bot import without_voice
-    from core.app import App
+    from adapters.discord.bot import api_endpoint, login, without_voice
+    from adapters.discord.commands import CoreCommandTree, command_payloads, sync_commands
+    from bots.app_factory import bot_app
     from core.storage.sqlite import SQLiteStore
 
-    async with App(settings, store=SQLiteStore(":memory:"), generator=NoModel()) as bot_app:
+    async with bot_app(settings, store=SQLiteStore(":memory:"), generator=NoModel()) as running:
         without_voice()
         client = discord.Client(intents=discord.Intents.default())
-        tree = CoreCommandTree(client, bot_app, edit_interval=None)
+        tree = CoreCommandTree(client, running, edit_interval=None)
         if dry_run:
             return {"commands": command_payloads(tree)}
-        with api_endpoint(settings.discord.api_base_url):
+        options = settings.platform(DiscordSettings)
+        with api_endpoint(options.api_base_url):
             async with client:
-                await login(client, settings.discord)
+                await login(client, options)
                 return await sync_commands(tree, guilds=guilds, globally=globally, clear=clear)
 
 
@@ -85,7 +87,7 @@ def register(app: typer.Typer) -> None:
         setup_logging(verbose)
         with clean_errors():
             settings = load_settings(bot)
-            guilds = list(guild or ([] if global_ else settings.discord.sync_guilds))
+            guilds = list(guild or ([] if global_ else settings.platform(DiscordSettings).sync_guilds))
             for guild_id in guilds:
                 if not (guild_id.isascii() and guild_id.isdigit()):
                     raise ConfigError(f"--guild {guild_id!r}: expected a server id (digits)")

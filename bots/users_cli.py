@@ -29,25 +29,17 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _plugins(settings: Any, store: Any) -> Any:
-    """The bot's plugins, loaded for their export and forget hooks only; None without any."""
-    from core.app import App
-    from core.plugins.loader import read_section
-    from core.plugins.manager import PluginManager
-
-    if not read_section(settings).enabled:
-        return None
-    app = App(settings, store=store, features=[])
-    app.store = store  # not entered: the manager only needs the settings and the store
-    manager = PluginManager(app)
-    manager.load_privacy_hooks()
-    return manager
-
-
 def _run(bot: Path | None, user_id: str, work: Any) -> Any:
-    """Validate the inputs, open the bot's store, run ``work(store, user, plugins)``; errors exit 1 or 2."""
+    """Validate the inputs, open the bot's store, run ``work(store, user, holders)``; errors exit 1 or 2.
+
+    ``holders`` are the features that keep user data (the bot file's plugins, loaded for
+    their export and forget hooks only); the model is never loaded.
+    """
+    from bots.app_factory import bot_app
+    from bots.doctor import database_location
+    from core.generation.scripted import ScriptedGenerator
+    from core.plugins.feature import setup_plugin_privacy
     from core.settings import load_bot_settings
-    from core.storage.sqlite import SQLiteStore
 
     try:
         user = UserRef.parse(user_id).qualified
@@ -55,13 +47,15 @@ def _run(bot: Path | None, user_id: str, work: Any) -> Any:
         raise _fail(f"bad user id {user_id!r}: expected platform:id, e.g. telegram:123", 2) from None
     try:
         settings = load_bot_settings(bot_file(bot))
-        path = settings.database_path()
-        if not path.is_file():
+        path = database_location(settings)
+        if isinstance(path, Path) and not path.is_file():
             raise ConfigError(f"{settings.source}: no database at {path} (has this bot run yet?)")
 
+        app = bot_app(settings, generator=ScriptedGenerator([""]), features=[setup_plugin_privacy])
+
         async def main() -> Any:
-            async with SQLiteStore(path) as store:
-                return await work(store, user, _plugins(settings, store))
+            async with app as running:
+                return await work(running.store, user, running.seams.user_data)
 
         return asyncio.run(main())
     except ConfigError as error:
@@ -92,7 +86,7 @@ def register(app: typer.Typer) -> None:
         """Everything stored about a user (and linked identities) as JSON: what their /export sends."""
         from core.personalization.privacy import export_json, export_user_data
 
-        data = _run(bot, user_id, export_user_data)
+        data = _run(bot, user_id, export_user_data)  # (store, user, holders)
         payload = export_json(data)
         if out is None:
             sys.stdout.buffer.write(payload + b"\n")
@@ -116,15 +110,15 @@ def register(app: typer.Typer) -> None:
         """
         from core.personalization.privacy import export_user_data, forget_user_data
 
-        data = _run(bot, user_id, lambda store, user, plugins: export_user_data(store, user))
+        data = _run(bot, user_id, lambda store, user, holders: export_user_data(store, user))
         ids = [data["user_id"], *data["linked_identities"]]
         counts = ", ".join(f"{n} {what}" for what, n in _summary(data).items())
         typer.echo(f"{', '.join(ids)}: {counts}", err=True)
         if not yes:
             typer.confirm("Delete all of it permanently?", abort=True, err=True)
 
-        async def work(store: Any, user: str, plugins: Any) -> tuple[list[str], dict[str, int]]:
-            return await forget_user_data(store, user, actor="cli", plugins=plugins)
+        async def work(store: Any, user: str, holders: Any) -> tuple[list[str], dict[str, int]]:
+            return await forget_user_data(store, user, actor="cli", holders=holders)
 
         forgotten, rows = _run(bot, user_id, work)
         typer.echo(json.dumps({"forgotten": forgotten, "deleted_rows": rows}, ensure_ascii=False))

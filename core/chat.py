@@ -3,9 +3,9 @@
     persona + profile/memory sections + history → prompt (token budget)
       → Generator.stream → ReplyStreamer (Outbox) → reply filters → Store
 
-Extension points, used by personalization, safety and plugins:
-``contributors`` add prompt sections, ``reply_filters`` rewrite or refuse the
-final text, ``observers`` learn from a finished turn.
+It reads three seams (core/seams.py), filled by personalization, safety and plugins:
+``prompt_contributors`` add prompt sections, ``reply_filters`` rewrite or refuse the
+final text, ``turn_observers`` learn from a finished turn.
 """
 
 from __future__ import annotations
@@ -13,25 +13,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from core.dispatcher import Context
 from core.errors import GenerationError, NotFound
 from core.events import ChatKind, ChatMessage, GenerationRequest, IncomingMessage
-from core.personas import Persona
-from core.prompt import Budget, PromptSection, build_prompt
+from core.personas import Persona, PersonaLibrary
+from core.ports import Generator, Store
+from core.prompt import Budget, PromptSection, plan_prompt
 from core.records import Conversation, StoredMessage
+from core.settings import BotSettings
 from core.streaming import ReplyStreamer, typing_indicator
 
 if TYPE_CHECKING:
-    from core.app import App
-    from core.dispatcher import Context
+    from core.seams import Seams
 
 log = logging.getLogger(__name__)
-
-PromptContributor = Callable[["Context", Persona], Awaitable[list[PromptSection]]]
-ReplyFilter = Callable[["Context", str], Awaitable[str]]
-TurnObserver = Callable[["Context", StoredMessage, str], Awaitable[None]]
 
 EMPTY_REPLY = "…"
 
@@ -45,17 +42,18 @@ def space_scope(event: IncomingMessage) -> str | None:
 
 
 class ChatService:
-    def __init__(self, app: "App") -> None:
-        self.app = app
-        self.contributors: list[PromptContributor] = []
-        self.reply_filters: list[ReplyFilter] = []
-        self.observers: list[TurnObserver] = []
+    def __init__(
+        self, settings: BotSettings, personas: PersonaLibrary, store: Store, generator: Generator, seams: "Seams"
+    ) -> None:
+        self.settings, self.personas, self.store = settings, personas, store
+        self.generator = generator  # the App sets the wrapped one once features are set up
+        self.seams = seams
         self._locks: dict[str, asyncio.Lock] = {}
         self._inflight: dict[str, set[asyncio.Task]] = {}
 
     async def resolve_persona(self, event: IncomingMessage, conversation: Conversation) -> Persona:
         """Conversation choice, then channel, then server, then the user's own, then the bot's."""
-        store, personas = self.app.store, self.app.personas
+        store, personas = self.store, self.personas
         candidates = [conversation.persona, await store.get_setting(chat_scope(event), "persona")]
         space = space_scope(event)
         if space:
@@ -67,11 +65,11 @@ class ChatService:
         for name in candidates:
             if name and name in personas:
                 return personas.get(name)
-        return personas.get(self.app.settings.personas.default)
+        return personas.get(self.settings.personas.default)
 
-    async def handle(self, ctx: "Context") -> None:
+    async def handle(self, ctx: Context) -> None:
         event = ctx.event
-        store = self.app.store
+        store = self.store
         async with self.lock(event.key.qualified):  # turns of one conversation are answered in order
             await store.touch_user(event.user.qualified, event.user_display_name)
             conversation = await store.active_conversation(event.key)
@@ -84,23 +82,25 @@ class ChatService:
         """The lock that orders the turns of one conversation; crash recovery answers under it too."""
         return self._locks.setdefault(conversation_key, asyncio.Lock())
 
-    async def respond(self, ctx: "Context", conversation: Conversation, user_turn: StoredMessage) -> str:
+    async def respond(self, ctx: Context, conversation: Conversation, user_turn: StoredMessage) -> str:
         """Answer a stored user turn (also used to answer turns left unanswered by a crash)."""
-        app, event = self.app, ctx.event
+        event = ctx.event
         persona = await self.resolve_persona(event, conversation)
-        stored = await app.store.history(conversation.id, limit=app.settings.limits.history_messages + 1)
+        stored = await self.store.history(conversation.id, limit=self.settings.limits.history_messages + 1)
         history = [ChatMessage(message.role, message.text) for message in stored if message.id <= user_turn.id]
         sections: list[PromptSection] = []
-        for contributor in self.contributors:
+        for contributor in self.seams.prompt_contributors:
             sections += await contributor(ctx, persona)
-        params = app.settings.model.generation.to_params()
-        generator = app.generator
-        prompt = build_prompt(
+        params = self.settings.model.generation.to_params()
+        generator = self.generator
+        built = plan_prompt(
             persona, history, generator.count_tokens, Budget(generator.context_window, params.max_new_tokens), sections
         )
-        request = GenerationRequest(prompt, params, conversation_id=event.key.qualified, user_id=event.user.qualified)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("prompt for %s\n%s", event.event_id, built.describe(generator.count_tokens))
+        request = GenerationRequest(built.messages, params, conversation_id=event.key.qualified, user_id=event.user.qualified)
         streamer = ReplyStreamer(
-            ctx.outbox, event.key, reply_to=event.message_id, fences=getattr(ctx.outbox, "markdown_fences", False)
+            ctx.outbox, event.key, reply_to=event.message_id, fences=ctx.outbox.markdown_fences
         )
         task = asyncio.current_task()
         self._inflight.setdefault(event.key.qualified, set()).add(task)  # type: ignore[arg-type]
@@ -108,6 +108,8 @@ class ChatService:
             async with typing_indicator(ctx.outbox, event.key):
                 await streamer.consume(generator.stream(request))
             text = await self._filtered(ctx, streamer.text.strip() or EMPTY_REPLY)
+            if built.sources:  # only passages that reached the prompt are cited
+                text = f"{text}\n\nSources: {'; '.join(built.sources)}"
         except GenerationError as error:
             log.warning("generation failed for %s: %s", event.event_id, error)
             text = error.user_message
@@ -120,23 +122,23 @@ class ChatService:
         finally:
             self._inflight[event.key.qualified].discard(task)  # type: ignore[arg-type]
         await streamer.finish(text)
-        await app.store.add_reply(user_turn.id, text)
-        for observer in self.observers:
+        await self.store.add_reply(user_turn.id, text)
+        for observer in self.seams.turn_observers:
             try:
                 await observer(ctx, user_turn, text)
             except Exception:
                 log.exception("turn observer %s failed", getattr(observer, "__name__", observer))
         return text
 
-    async def _filtered(self, ctx: "Context", text: str) -> str:
-        for reply_filter in self.reply_filters:
+    async def _filtered(self, ctx: Context, text: str) -> str:
+        for reply_filter in self.seams.reply_filters:
             text = await reply_filter(ctx, text)
         return text
 
-    async def _store_partial(self, ctx: "Context", user_turn: StoredMessage, text: str) -> None:
+    async def _store_partial(self, ctx: Context, user_turn: StoredMessage, text: str) -> None:
         """Keep what a cancelled reply had said, through the same filters as a finished one."""
         with contextlib.suppress(NotFound):  # a /forget deleted the turn meanwhile
-            await self.app.store.add_reply(user_turn.id, await self._filtered(ctx, text))
+            await self.store.add_reply(user_turn.id, await self._filtered(ctx, text))
 
     def cancel(self, conversation_key: str) -> int:
         """Stop in-flight replies in one conversation; returns how many were cancelled."""

@@ -1,11 +1,14 @@
 """The Dispatcher: every incoming event passes one visible middleware chain, then a router.
 
     Dispatcher.feed(event, outbox)
-        middlewares, outermost first (e.g. dedupe → bans → rate limit → input limits)
+        middlewares, outermost first, by stage (core/seams.py: recovery → access → limits
+        → input → moderation → feature)
         router: the first route whose ``matches`` is true handles the event
         on_error: the one error hook; PersonabotError → its user_message, else a log line
 
-Adapters and the console call ``feed`` and nothing else.
+Adapters and the console call ``feed`` and nothing else. The :class:`Context` carries
+the event, its outbox and per-event state; handlers get the bot's parts by parameter
+(they are built with what they need), never through the context.
 """
 
 from __future__ import annotations
@@ -14,14 +17,11 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from core.errors import PersonabotError
 from core.events import IncomingMessage, Reply, SentMessage
 from core.ports import Outbox
-
-if TYPE_CHECKING:
-    from core.app import App
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ class Context:
 
     event: IncomingMessage
     outbox: Outbox
-    app: "App"
     notices: list[str] = field(default_factory=list)  # told to the user before the answer
     state: dict[str, Any] = field(default_factory=dict)  # per-event data for later steps
 
@@ -98,23 +97,28 @@ async def reply_with_error(ctx: Context, error: BaseException) -> None:
 class Dispatcher:
     def __init__(
         self,
-        app: "App",
-        middlewares: list[Middleware],
         router: Router,
+        middlewares: Sequence[tuple[str, Middleware]] = (),
         on_error: ErrorHook = reply_with_error,
     ) -> None:
-        self.app = app
-        self.middlewares = middlewares  # the App's list itself: features edit the chain in place
         self.router = router
         self.on_error = on_error
+        self.set_chain(middlewares)
+
+    def set_chain(self, middlewares: Sequence[tuple[str, Middleware]]) -> None:
+        """The named middlewares, outermost first (the App sets them once, from the resolved stages)."""
+        self._names = [name for name, _ in middlewares]
+        self.middlewares = tuple(middleware for _, middleware in middlewares)
+
+    def named_middlewares(self) -> list[tuple[str, Middleware]]:
+        return list(zip(self._names, self.middlewares))
 
     def describe(self) -> list[str]:
         """The chain as names, outermost first (shown by `personabot config show`)."""
-        names = [getattr(mw, "__name__", type(mw).__name__) for mw in self.middlewares]
-        return names + [f"route:{route.name}" for route in self.router.routes]
+        return self._names + [f"route:{route.name}" for route in self.router.routes]
 
     async def feed(self, event: IncomingMessage, outbox: Outbox) -> Context:
-        ctx = Context(event=event, outbox=outbox, app=self.app)
+        ctx = Context(event=event, outbox=outbox)
 
         async def run(index: int, current: Context) -> None:
             if index == len(self.middlewares):

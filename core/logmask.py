@@ -12,8 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
+import contextlib
+from contextlib import contextmanager
 from typing import Any
+from urllib.parse import quote
 
 from core.settings import BotSettings
 
@@ -39,9 +43,7 @@ def _env_keys(data: Any) -> Iterator[str]:
 def secret_env_names(settings: BotSettings, extra: Iterable[str] = ()) -> list[str]:
     """Names of the environment variables whose values are secrets for this bot."""
     names = [
-        settings.telegram.token_env,
-        settings.telegram.webhook_secret_env,
-        settings.discord.token_env,
+        *(name for section in settings.platforms.values() for name in section.secret_envs()),
         settings.model.api_key_env,
         *_env_keys(settings.plugins),
         *_env_keys(settings.personalization),
@@ -50,20 +52,47 @@ def secret_env_names(settings: BotSettings, extra: Iterable[str] = ()) -> list[s
     return sorted({name for name in names if name})
 
 
-class SecretRedactor:
-    """Replaces known secret values with ``***`` in messages, tracebacks and stack info."""
+class SecretMask:
+    """Replaces the secret values it holds with ``***`` in messages, tracebacks and stack info."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
-        values = {value for value in secrets if value}
-        short = [value for value in values if len(value) < MIN_SECRET_CHARS]
+    def __init__(self) -> None:
+        self._held: Counter[str] = Counter()
+        self._secrets: list[str] = []
+        self._installed = False
+
+    @contextmanager
+    def masking(self, values: Iterable[str | None]) -> Iterator[None]:
+        """Mask ``values`` (and their URL-quoted forms) in every record while the block runs."""
+        forms = {form for value in values if value for form in (value, quote(value, safe=""))}
+        short = [form for form in forms if len(form) < MIN_SECRET_CHARS]
         if short:
             log.warning("%d secret value(s) shorter than %d characters are not masked in logs", len(short), MIN_SECRET_CHARS)
-        self._secrets = sorted((value for value in values if len(value) >= MIN_SECRET_CHARS), key=len, reverse=True)
-        self._active = False
+        kept = [form for form in forms if len(form) >= MIN_SECRET_CHARS]
+        self._held.update(kept)
+        self._refresh()
+        self._install()
+        try:
+            yield
+        finally:
+            self._held.subtract(kept)
+            self._held = +self._held
+            self._refresh()
 
-    @classmethod
-    def from_environment(cls, names: Iterable[str]) -> "SecretRedactor":
-        return cls(os.environ.get(name, "") for name in names)
+    def _refresh(self) -> None:
+        self._secrets = sorted(self._held, key=len, reverse=True)
+
+    def _install(self) -> None:
+        if self._installed:
+            return
+        previous = logging.getLogRecordFactory()
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            self.scrub(record)
+            return record
+
+        logging.setLogRecordFactory(factory)
+        self._installed = True
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:
@@ -72,7 +101,7 @@ class SecretRedactor:
         return text
 
     def scrub(self, record: logging.LogRecord) -> None:
-        if not self._active or not self._secrets:
+        if not self._secrets:
             return
         try:
             message = record.getMessage()
@@ -87,21 +116,14 @@ class SecretRedactor:
         if record.stack_info:
             record.stack_info = self.redact(record.stack_info)
 
-    def install(self) -> Callable[[], None]:
-        """Scrub every record created from now on; returns the function that stops it."""
-        previous = logging.getLogRecordFactory()
 
-        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-            record = previous(*args, **kwargs)
-            self.scrub(record)
-            return record
+PROCESS_MASK = SecretMask()
 
-        logging.setLogRecordFactory(factory)
-        self._active = True
 
-        def uninstall() -> None:
-            self._active = False
-            if logging.getLogRecordFactory() is factory:
-                logging.setLogRecordFactory(previous)
+def masking(*values: str | None) -> "contextlib.AbstractContextManager[None]":
+    """``with masking(token): ...`` — the process's one mask holds ``token`` meanwhile."""
+    return PROCESS_MASK.masking(values)
 
-        return uninstall
+
+def masking_env(names: Iterable[str]) -> "contextlib.AbstractContextManager[None]":
+    return PROCESS_MASK.masking(os.environ.get(name, "") for name in names)

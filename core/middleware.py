@@ -57,8 +57,6 @@ class TokenBucket:
 class RateLimiter:
     """Per-user and per-chat buckets. A limited user is told once per window, then ignored."""
 
-    __name__ = "rate_limit"
-
     def __init__(
         self,
         user_per_minute: float,

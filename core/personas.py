@@ -96,3 +96,7 @@ class PersonaLibrary:
 
     def all(self) -> list[Persona]:
         return list(self._personas.values())
+
+    def extend(self, personas: list[Persona]) -> None:
+        """Add personas that features declare (``seams.personas``); a later one overrides by name."""
+        self._personas = dict(sorted((self._personas | {persona.name: persona for persona in personas}).items()))

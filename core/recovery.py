@@ -22,13 +22,11 @@ transaction also marks the turn answered, so no crash leaves half a turn.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
-
+from core.chat import ChatService
+from core.dispatcher import Context, Handler
 from core.events import IncomingMessage
+from core.ports import Store
 from core.records import StoredMessage
-
-if TYPE_CHECKING:
-    from core.dispatcher import Context, Handler
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +39,11 @@ def is_chat_turn(event: IncomingMessage) -> bool:
 class ResumingDedupe:
     """The de-duplication middleware (see the module docstring)."""
 
-    __name__ = "dedupe"
-
-    def __init__(self) -> None:
+    def __init__(self, store: Store, chat: ChatService) -> None:
+        self._store, self._chat = store, chat
         self._in_flight: set[str] = set()
 
-    async def __call__(self, ctx: "Context", call_next: "Handler") -> None:
+    async def __call__(self, ctx: Context, call_next: Handler) -> None:
         event_id = ctx.event.event_id
         if event_id in self._in_flight:
             log.debug("event %s delivered again while in flight; dropped", event_id)
@@ -57,8 +54,8 @@ class ResumingDedupe:
         finally:
             self._in_flight.discard(event_id)
 
-    async def _dispatch(self, ctx: "Context", call_next: "Handler") -> None:
-        store, event = ctx.app.store, ctx.event
+    async def _dispatch(self, ctx: Context, call_next: Handler) -> None:
+        store, event = self._store, ctx.event
         if await store.record_event(event.event_id):
             await call_next(ctx)
             return
@@ -71,42 +68,43 @@ class ResumingDedupe:
             await call_next(ctx)
         elif found[1] is None:
             log.info("redelivered event %s was stored but not answered; answering it", event.event_id)
-            await resume_turn(ctx, found[0])
+            await resume_turn(ctx, found[0], store, self._chat)
         else:
             log.debug("duplicate event %s already answered; dropped", event.event_id)
 
 
-async def resume_turn(ctx: "Context", turn: StoredMessage) -> bool:
+async def resume_turn(ctx: Context, turn: StoredMessage, store: Store, chat: ChatService) -> bool:
     """Answer a stored user turn that a crash left unanswered; False if nothing was due.
 
     Runs under the conversation's lock and checks again there, so two recoveries of the
     same turn (startup recovery and a redelivery) answer it once.
     """
-    app, event = ctx.app, ctx.event
-    async with app.chat.lock(event.key.qualified):
+    event = ctx.event
+    async with chat.lock(event.key.qualified):
         if turn.event_id is not None:
-            found = await app.store.turn_by_event(turn.event_id)
+            found = await store.turn_by_event(turn.event_id)
             if found is None or found[1] is not None:
                 return False
-        conversation = await app.store.active_conversation(event.key)
+        conversation = await store.active_conversation(event.key)
         if conversation.id != turn.conversation_id:
             log.info("turn %s belongs to a conversation that was reset; not answered", turn.id)
             return False
-        await app.chat.respond(ctx, conversation, turn)
+        await chat.respond(ctx, conversation, turn)
     return True
 
 
-async def drop_banned_linked(ctx: "Context", call_next: "Handler") -> None:
+class DropBanned:
     """Ignore banned users: a ban on any linked identity counts.
 
     Banned users are ignored silently (no answer gives them nothing to probe).
     """
-    store = ctx.app.store
-    for identity in await store.linked_identities(ctx.event.user.qualified):
-        if await ctx.app.is_banned(identity):
-            log.debug("event %s from %s dropped: %s is banned", ctx.event.event_id, ctx.event.user, identity)
-            return
-    await call_next(ctx)
 
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
-drop_banned_linked.__name__ = "drop_banned"
+    async def __call__(self, ctx: Context, call_next: Handler) -> None:
+        for identity in await self._store.linked_identities(ctx.event.user.qualified):
+            if await self._store.is_banned(identity):
+                log.debug("event %s from %s dropped: %s is banned", ctx.event.event_id, ctx.event.user, identity)
+                return
+        await call_next(ctx)

@@ -10,14 +10,19 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from core.errors import ConfigError
 from core.events import GenerationParams, split_qualified
+from core.http.settings import HttpSettings
+from core.web.settings import WebSettings
 
 BUILTIN_MODEL = "builtin:default"
+P = TypeVar("P", bound="PlatformSection")
+PLATFORM_ERROR = "platform_section"
 
 
 class _Section(BaseModel):
@@ -101,107 +106,37 @@ class LimitsSettings(_Section):
     max_concurrent_generations: int = Field(32, ge=1)
 
 
-class ConsoleSettings(_Section):
-    enabled: bool = True
+class PlatformSection(_Section):
+    """Base of a platform adapter's bot-file section (``[telegram]``, ``[discord]``…).
 
-
-class TelegramSettings(_Section):
-    """The ``[telegram]`` section; every field is documented in docs/telegram.md."""
-
-    enabled: bool = False
-    token_env: str = "TELEGRAM_BOT_TOKEN"
-    api_base_url: str | None = None  # root of a self-hosted Bot API server (default: Telegram's)
-    admins: tuple[str, ...] = ()  # "telegram:<user id>" (a bare id means the same)
-    reply_all_chats: tuple[str, ...] = ()  # group chat ids where every message is answered
-    private_streaming: Literal["draft", "edit", "final"] = "draft"
-    group_streaming: Literal["edit", "final"] = "edit"
-    private_edit_interval: float = Field(1.0, gt=0)
-    group_edit_interval: float = Field(3.0, gt=0)
-    # Outgoing flood limits (Telegram's documented defaults) and 429 retries.
-    chat_messages_per_second: float = Field(1.0, gt=0)
-    group_messages_per_minute: float = Field(20.0, gt=0)
-    overall_messages_per_second: float = Field(30.0, gt=0)
-    max_retries: int = Field(5, ge=0, le=50)
-    max_concurrent_updates: int = Field(64, ge=1, le=4096)
-    poll_timeout_s: int = Field(30, ge=0, le=50)
-    drop_pending_updates: bool = False
-    recovery_window_s: float = Field(3600.0, ge=0)  # re-answer turns a crash left unanswered
-    mode: Literal["polling", "webhook"] = "polling"
-    webhook_url: str | None = None  # public HTTPS URL Telegram posts to
-    webhook_listen: str = "127.0.0.1"
-    webhook_port: int = Field(8443, ge=1, le=65535)
-    webhook_path: str = "/telegram"
-    webhook_secret_env: str | None = None
-    shutdown_grace_s: float = Field(10.0, gt=0)
-
-    @field_validator("admins")
-    @classmethod
-    def _telegram_admins(cls, admins: tuple[str, ...]) -> tuple[str, ...]:
-        for admin in admins:
-            local = admin.removeprefix("telegram:")
-            if not local.lstrip("-").isdigit():
-                raise ValueError(f"{admin!r} is not a Telegram user id (expected telegram:<number>)")
-        return admins
-
-    @field_validator("reply_all_chats", mode="before")
-    @classmethod
-    def _chat_ids(cls, chats: Any) -> Any:
-        """Chat ids as Telegram gives them (``-100…`` for supergroups), ``telegram:`` optional."""
-        if not isinstance(chats, (list, tuple)):
-            return chats
-        ids = tuple(str(chat).removeprefix("telegram:") for chat in chats)
-        for chat in ids:
-            if not chat.lstrip("-").isdigit():
-                raise ValueError(f"{chat!r} is not a Telegram chat id")
-        return ids
-
-    @field_validator("webhook_path")
-    @classmethod
-    def _path(cls, path: str) -> str:
-        if not path.startswith("/"):
-            raise ValueError("must start with '/'")
-        return path
-
-    @model_validator(mode="after")
-    def _webhook_needs(self) -> "TelegramSettings":
-        if self.mode == "webhook" and not (self.webhook_url and self.webhook_secret_env):
-            raise ValueError("mode 'webhook' needs webhook_url and webhook_secret_env")
-        return self
-
-
-class DiscordSettings(_Section):
-    """The ``[discord]`` section; ids are Discord snowflakes written as strings or numbers."""
+    Adapters define their own subclass beside their code and register it with
+    :func:`register_platform_section`; core knows only this base.
+    """
 
     enabled: bool = False
-    token_env: str = "DISCORD_BOT_TOKEN"
-    api_base_url: str | None = Field(None, pattern=r"^https?://")  # a Discord-compatible server or proxy
-    admins: tuple[str, ...] = ()  # user ids, bare or as "discord:<id>"
-    admin_roles: tuple[str, ...] = ()  # role ids whose members are admins
-    channels: tuple[str, ...] = ()  # channel ids where every message (and its threads) is answered
-    sync_guilds: tuple[str, ...] = ()  # publish slash commands to these servers at start (instant)
-    sync_global: bool = False  # publish slash commands globally at start (Discord may take a while)
-    edit_interval: float = Field(1.0, gt=0)  # seconds between edits of a streamed reply
-    stream: bool = True  # False: send each reply once, complete
-    shutdown_grace_s: float = Field(10.0, gt=0)  # replies in progress get this long at shutdown
 
-    @field_validator("admins", "admin_roles", "channels", "sync_guilds", mode="before")
-    @classmethod
-    def _snowflakes(cls, values: Any, info: ValidationInfo) -> tuple[str, ...]:
-        if not isinstance(values, (list, tuple)):
-            raise ValueError("expected a list of Discord ids")
-        prefix = "discord:" if info.field_name == "admins" else ""
-        checked = tuple(str(value).strip() for value in values)
-        for value in checked:
-            local = value.removeprefix(prefix) if prefix else value
-            if not (local.isascii() and local.isdigit()):
-                raise ValueError(f"{value!r} is not a Discord id (digits{', or discord:<id>' if prefix else ''})")
-        return checked
+    def qualified_admins(self) -> frozenset[str]:
+        """Admins this section names, as platform-qualified ids."""
+        return frozenset()
 
-    @model_validator(mode="after")
-    def _one_sync_target(self) -> "DiscordSettings":
-        if self.sync_guilds and self.sync_global:
-            raise ValueError("set sync_guilds (development) or sync_global, not both: both lists would show")
-        return self
+    def secret_envs(self) -> tuple[str, ...]:
+        """Names of the environment variables that hold this platform's secrets (for log masking)."""
+        return ()
+
+
+_PLATFORM_SECTIONS: dict[str, type[PlatformSection]] = {}
+
+
+def register_platform_section(name: str, model: type[PlatformSection]) -> None:
+    """The registration seam: an adapter declares the bot-file section it owns."""
+    known = _PLATFORM_SECTIONS.get(name)
+    if known is not None and known is not model:
+        raise ValueError(f"platform section [{name}] is registered twice ({known.__name__}, {model.__name__})")
+    _PLATFORM_SECTIONS[name] = model
+
+
+def platform_section_names() -> tuple[str, ...]:
+    return tuple(_PLATFORM_SECTIONS)
 
 
 class PersonaSelection(_Section):
@@ -213,13 +148,15 @@ class BotSettings(_Section):
     name: str = Field("personabot", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     description: str = ""
     admins: tuple[str, ...] = ()  # platform-qualified ids: "telegram:123", "discord:456"
+    features: tuple[str, ...] | None = None  # default: every feature of core.bootstrap.FEATURES
     personas: PersonaSelection = PersonaSelection()
     model: ModelSettings = ModelSettings()
     storage: StorageSettings = StorageSettings()
     limits: LimitsSettings = LimitsSettings()
-    console: ConsoleSettings = ConsoleSettings()
-    telegram: TelegramSettings = TelegramSettings()
-    discord: DiscordSettings = DiscordSettings()
+    web: WebSettings = WebSettings()  # the operator console (core/web, docs/console.md)
+    http: HttpSettings = HttpSettings()  # /healthz /readyz /metrics, off by default (core/http, docs/scaling.md)
+    # [console], [telegram], [discord]…: sections registered by the adapters (see PlatformSection).
+    platforms: dict[str, PlatformSection] = Field(default_factory=dict)
     # Sections owned by optional features; each feature validates its own part.
     safety: dict[str, Any] = Field(default_factory=dict)
     personalization: dict[str, Any] = Field(default_factory=dict)
@@ -228,6 +165,38 @@ class BotSettings(_Section):
 
     source: Path | None = Field(None, exclude=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_platform_sections(cls, data: Any) -> Any:
+        """Top-level tables named like a registered platform become entries of ``platforms``."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        given = dict(data.pop("platforms", None) or {})
+        for name in _PLATFORM_SECTIONS:
+            if name in data:
+                given[name] = data.pop(name)
+        data["platforms"] = given
+        return data
+
+    @field_validator("platforms", mode="before")
+    @classmethod
+    def _validate_platform_sections(cls, given: Any) -> dict[str, PlatformSection]:
+        sections: dict[str, PlatformSection] = {}
+        for name, model in _PLATFORM_SECTIONS.items():
+            raw = given.get(name, {})
+            try:
+                sections[name] = raw if isinstance(raw, model) else model.model_validate(raw)
+            except ValidationError as error:
+                problems = "; ".join(
+                    ".".join([name, *(str(part) for part in item["loc"])]) + f": {item['msg']}" for item in error.errors()
+                )
+                raise PydanticCustomError(PLATFORM_ERROR, "{problems}", {"problems": problems}) from None
+        unknown = sorted(set(given) - set(_PLATFORM_SECTIONS))
+        if unknown:
+            raise ValueError(f"no adapter owns the section(s) {unknown}")
+        return sections
+
     @field_validator("admins")
     @classmethod
     def _qualified_ids(cls, admins: tuple[str, ...]) -> tuple[str, ...]:
@@ -235,11 +204,22 @@ class BotSettings(_Section):
             split_qualified(admin)
         return admins
 
+    def platform(self, model: type[P]) -> P:
+        """The validated section of one platform (its defaults when the file has none)."""
+        for section in self.platforms.values():
+            if type(section) is model:
+                return section
+        raise ConfigError(f"{model.__name__} is not a registered platform section")
+
+    def enabled_platforms(self) -> list[str]:
+        return [name for name, section in self.platforms.items() if section.enabled]
+
     def all_admins(self) -> frozenset[str]:
-        """Admins from the top level and every adapter section."""
-        return frozenset(self.admins) | {f"telegram:{a}" if ":" not in a else a for a in self.telegram.admins} | {
-            f"discord:{a}" if ":" not in a else a for a in self.discord.admins
-        }
+        """Admins from the top level and every platform section."""
+        found = frozenset(self.admins)
+        for section in self.platforms.values():
+            found |= section.qualified_admins()
+        return found
 
     def resolve_path(self, value: str) -> Path:
         """Relative paths in a bot file are relative to the file's folder."""
@@ -263,7 +243,9 @@ class BotSettings(_Section):
 
     def redacted_dump(self) -> dict[str, Any]:
         """The settings as data, for `personabot config show`; secrets are never included."""
-        return self.model_dump(mode="json")
+        data = self.model_dump(mode="json", exclude={"platforms"})
+        data |= {name: section.model_dump(mode="json") for name, section in self.platforms.items()}
+        return data
 
 
 def data_dir() -> Path:
@@ -277,6 +259,9 @@ def describe_validation_error(source: str, error: ValidationError) -> str:
     """One line per problem, naming the file and the dotted field."""
     lines = []
     for item in error.errors():
+        if item["type"] == PLATFORM_ERROR:  # already names its section and field
+            lines += [f"{source}: {problem}" for problem in item["ctx"]["problems"].split("; ")]
+            continue
         field = ".".join(str(part) for part in item["loc"]) or "(top level)"
         lines.append(f"{source}: {field}: {item['msg']}")
     return "\n".join(lines)

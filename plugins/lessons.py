@@ -25,9 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from core.errors import CommandUsageError, ConfigError, NotFound
 from core.events import ChatKind
-from core.personalization.scoring import smoothed_similarity
-from core.personalization.settings import CatalogItem
-from core.plugins import CONTINUE, ArgSpec, Plugin, PluginContext, Turn, predicate
+from core.catalog import CatalogItem
+from core.plugins import CONTINUE, ArgSpec, Plugin, PluginContext, Turn, predicate, smoothed_similarity
 from core.settings import describe_validation_error, read_toml
 
 BUNDLED_LESSONS = Path(__file__).resolve().with_name("lessons.toml")

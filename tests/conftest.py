@@ -6,7 +6,8 @@ import itertools
 
 import pytest
 
-from core.app import App
+import adapters  # noqa: F401  (registers the platform sections of bot files)
+from bots.app_factory import bot_app
 from core.events import ChatKind, CommandCall, ConversationKey, IncomingMessage, UserRef
 from core.settings import BotSettings
 from tests.fakes import RecordingOutbox
@@ -65,5 +66,5 @@ async def app(settings):
     from core.storage.sqlite import SQLiteStore
 
     generator = ScriptedGenerator(["Hello there, friend!", "Second reply.", "Third reply."])
-    async with App(settings, store=SQLiteStore(":memory:"), generator=generator, features=[]) as bot:
+    async with bot_app(settings, store=SQLiteStore(":memory:"), generator=generator, features=[]) as bot:
         yield bot

@@ -39,6 +39,9 @@ class RecordingOutbox:
     async def typing(self, key: ConversationKey) -> None:
         self.typing_calls += 1
 
+    async def aclose(self) -> None:
+        return None
+
     @property
     def texts(self) -> list[str]:
         """Current text of every message, in send order."""

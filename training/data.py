@@ -226,7 +226,13 @@ def read_jsonl(path: str | Path) -> tuple[list[dict[str, Any]], int]:
             except (ValueError, KeyError, TypeError, AttributeError):
                 bad += 1
                 continue
-            records.append({"id": str(obj.get("id", f"{Path(path).name}:{lineno}")), "source": str(obj.get("source", "jsonl")), "turns": turns})
+            record = {"id": str(obj.get("id", f"{Path(path).name}:{lineno}")), "source": str(obj.get("source", "jsonl")), "turns": turns}
+            if obj.get("loss_on") in ("all", "assistant"):  # grounded data trains on replies only
+                record["loss_on"] = obj["loss_on"]
+            for key in ("lang", "kind"):
+                if isinstance(obj.get(key), str):
+                    record[key] = obj[key]
+            records.append(record)
     return records, bad
 
 

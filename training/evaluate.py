@@ -122,15 +122,24 @@ class LMScorer:
         return scores
 
 
-def perplexity(model: Any, tok: Any, convs: list[dict[str, Any]], max_windows: int, batch_size: int = 16) -> float:
-    """exp(mean NLL) of assistant tokens (text + end token) given the conversation so far."""
+def perplexity(model: Any, tok: Any, convs: list[dict[str, Any]], max_windows: int, batch_size: int = 16,
+               block: int = 256) -> tuple[float, float]:
+    """exp(mean NLL) of assistant tokens (text + end token) given the conversation so far,
+    per token and per word (words as :func:`training.data.words` counts them, plus one
+    per end of turn), so models with different tokenizers compare. Windows of at most
+    ``block`` tokens (or the model's context if shorter), the same for every model."""
     from training.train import conversation_windows, evaluate_loss
 
-    block = int(getattr(model.config, "max_position_embeddings", 512))
+    block = min(block, int(getattr(model.config, "max_position_embeddings", block)))
     windows = conversation_windows(tok, convs, block, "assistant")[:max_windows]
     if not windows:
         raise ConfigError("no test windows to compute perplexity on")
-    return math.exp(evaluate_loss(model, windows, batch_size, tok.pad_token_id, math.ceil(max_windows / batch_size), model.device))
+    loss = evaluate_loss(model, windows, batch_size, tok.pad_token_id, math.ceil(max_windows / batch_size), model.device)
+    targets = [[t for t in labels[1:] if t != -100] for _, labels in windows]
+    n_tokens = sum(map(len, targets))
+    end = tok.eos_token_id
+    n_words = sum(len(words(tok.decode(ids, skip_special_tokens=True))) + ids.count(end) for ids in targets)
+    return math.exp(loss), math.exp(loss * n_tokens / max(n_words, 1))
 
 
 def sample_replies(model: Any, tok: Any, contexts: Sequence[Sequence[dict[str, str]]], max_new_tokens: int = 40, seed: int = 0) -> list[str]:
@@ -191,6 +200,7 @@ class EvalSettings:
     n_ppl_windows: int = 400
     n_samples: int = 50
     seed: int = 0
+    ppl_block: int = 256  # perplexity window, the same for every model compared
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -207,7 +217,7 @@ def evaluate(model_paths: Sequence[str], data_dir: str, settings: EvalSettings, 
         name = Path(path).name
         row: dict[str, Any] = {"model": name, "path": str(path), "type": model.config.model_type,
                                "parameters": sum(p.numel() for p in model.parameters())}
-        row["perplexity"] = perplexity(model, tok, test, settings.n_ppl_windows)
+        row["perplexity"], row["perplexity_per_word"] = perplexity(model, tok, test, settings.n_ppl_windows, block=settings.ppl_block)
         row["hits@1/20"] = hits_at_1(LMScorer(model, tok), examples, progress)
         replies = sample_replies(model, tok, [ex.context for ex in examples[: settings.n_samples]], seed=settings.seed)
         row["distinct-1"] = distinct_n(replies, 1)
@@ -217,10 +227,10 @@ def evaluate(model_paths: Sequence[str], data_dir: str, settings: EvalSettings, 
         results.append(row)
     retrieval = TfidfRetrievalScorer(train_convs)
     results.append({"model": "tfidf-retrieval", "type": "retrieval", "parameters": 0,
-                    "perplexity": None, "hits@1/20": hits_at_1(retrieval, examples, progress),
+                    "perplexity": None, "perplexity_per_word": None, "hits@1/20": hits_at_1(retrieval, examples, progress),
                     "distinct-1": None, "distinct-2": None, "mean_length": None})
     return {"data": str(data_dir), "test_conversations": len(test), "rank_examples": len(examples),
-            "ppl_windows": settings.n_ppl_windows, "samples": settings.n_samples, "seed": settings.seed,
+            "ppl_windows": settings.n_ppl_windows, "ppl_block": settings.ppl_block, "samples": settings.n_samples, "seed": settings.seed,
             "chance_hits@1/20": 1 / 20, **settings.extra, "results": results}
 
 
@@ -232,7 +242,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-COLUMNS = [("model", "model"), ("parameters", "params"), ("perplexity", "perplexity ↓"), ("hits@1/20", "Hits@1/20 ↑"),
+COLUMNS = [("model", "model"), ("parameters", "params"), ("perplexity", "perplexity/token ↓"),
+           ("perplexity_per_word", "perplexity/word ↓"), ("hits@1/20", "Hits@1/20 ↑"),
            ("distinct-1", "distinct-1"), ("distinct-2", "distinct-2"), ("mean_length", "mean length")]
 
 
@@ -244,7 +255,7 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
             v = r.get(key)
             if key == "parameters":
                 row.append(f"{v / 1e6:.2f}M" if v else "–")
-            elif key == "perplexity":
+            elif key in ("perplexity", "perplexity_per_word"):
                 row.append(_fmt(v, 2))
             elif key == "mean_length":
                 row.append(_fmt(v, 1))
@@ -260,7 +271,9 @@ def write_reports(report: dict[str, Any], md_path: str | Path, json_path: str | 
              f"Test split of `{report['data']}` ({report['test_conversations']} conversations, never trained on). "
              f"Hits@1/20 on {report['rank_examples']} examples (true reply vs 19 replies from other test conversations, "
              f"ranked by length-normalised log-likelihood; ties count as misses; chance = 0.05). Perplexity over the "
-             f"assistant tokens of {report['ppl_windows']} test windows. distinct-n and mean length (words) over "
+             f"assistant tokens of {report['ppl_windows']} test windows of at most {report.get('ppl_block', 256)} tokens, "
+             f"per token and per word (words as `training.data.words` counts them, CJK characters one each, plus one "
+             f"per end of turn; comparable across tokenizers). distinct-n and mean length (words) over "
              f"{report['samples']} sampled replies (temperature 0.8, top-p 0.9). Seed {report['seed']}.", ""]
     if report.get("command"):
         lines += ["Command:", "", f"    {report['command']}", ""]

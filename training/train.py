@@ -39,7 +39,8 @@ class TrainConfig:
     arch: str = "transformer"
     tokenizer: str | None = None  # folder of a saved tokenizer; trained on the train split when None
     vocab_size: int = 8192
-    block_size: int = 256
+    block_size: int = 256  # longest training window, in tokens
+    context_size: int | None = None  # model's context (max_position_embeddings); None = block_size
     hidden_size: int = 256
     layers: int = 6
     heads: int = 4
@@ -68,6 +69,8 @@ class TrainConfig:
         for name in ("block_size", "hidden_size", "layers", "batch_size", "max_steps", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive")
+        if self.context_size is not None and self.context_size < self.block_size:
+            raise ConfigError("context_size must be at least block_size")
         if self.arch == "transformer" and self.hidden_size % self.heads:
             raise ConfigError("hidden_size must be divisible by heads")
 
@@ -76,13 +79,20 @@ class TrainConfig:
 def conversation_windows(tok: Any, convs: list[dict[str, Any]], block_size: int, loss_on: str) -> list[tuple[list[int], list[int]]]:
     """Cut each conversation at turn boundaries into windows of at most ``block_size`` tokens.
 
-    Returns ``(input_ids, labels)`` pairs; labels are -100 where the loss is off.
+    Returns ``(input_ids, labels)`` pairs; labels are -100 where the loss is off. A
+    conversation's own ``loss_on`` overrides the run's. Grounded conversations are
+    whole prompts: one longer than ``block_size`` is left out rather than cut, since a
+    reply without the memories or passages it quotes would teach invention.
     """
     from training.tokenizer import encode_conversation
 
     out = []
     for conv in convs:
-        ids, mask, starts = encode_conversation(tok, conv["turns"], loss_on)
+        ids, mask, starts = encode_conversation(tok, conv["turns"], conv.get("loss_on", loss_on))
+        if conv.get("source") == "grounded":
+            if len(ids) <= block_size:
+                out.append((ids, [t if m else -100 for t, m in zip(ids, mask)]))
+            continue
         bounds = starts + [len(ids)]
         a = 0
         while a < len(starts):
@@ -95,6 +105,22 @@ def conversation_windows(tok: Any, convs: list[dict[str, Any]], block_size: int,
                 out.append((ids[lo:hi], labels))
             a = b
     return out
+
+
+def epoch_batches(windows: list[tuple[list[int], list[int]]], batch_size: int, seed: int) -> list[list[int]]:
+    """One epoch's batches: shuffled, then windows of similar length batched together
+    (within chunks of 32 batches), so little compute goes to padding; the batch order
+    is shuffled again. Deterministic in ``seed``, so ``resume`` continues exactly."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(windows), generator=generator).tolist()
+    chunk = batch_size * 32
+    batches = []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start : start + chunk], key=lambda i: len(windows[i][0]))
+        batches += [part[k : k + batch_size] for k in range(0, len(part), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 def collate(batch: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, Any]:
@@ -124,7 +150,7 @@ def build_model(cfg: TrainConfig, tok: Any) -> Any:
             num_hidden_layers=cfg.layers,
             num_attention_heads=cfg.heads,
             num_key_value_heads=cfg.heads,
-            max_position_embeddings=cfg.block_size,
+            max_position_embeddings=cfg.context_size or cfg.block_size,
             tie_word_embeddings=True,
             bos_token_id=None,
             eos_token_id=end_id,
@@ -138,7 +164,7 @@ def build_model(cfg: TrainConfig, tok: Any) -> Any:
         hidden_size=cfg.hidden_size,
         num_layers=cfg.layers,
         dropout=cfg.dropout,
-        max_position_embeddings=cfg.block_size,
+        max_position_embeddings=cfg.context_size or cfg.block_size,
         eos_token_id=end_id,
         pad_token_id=pad_id,
     )
@@ -312,11 +338,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log: Ca
     stopped = "max_steps"
     bar = tqdm(total=cfg.max_steps, initial=state["step"], disable=not progress, dynamic_ncols=True, mininterval=5)
     window_tokens, window_start, ema = 0, time.monotonic(), None
+    batches, batches_epoch = [], -1
     while state["step"] < cfg.max_steps:
         step = state["step"]
         epoch, index = divmod(step, steps_per_epoch)
-        order = torch.randperm(len(train_w), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
-        idx = order[index * cfg.batch_size : (index + 1) * cfg.batch_size].tolist()
+        if epoch != batches_epoch:
+            batches, batches_epoch = epoch_batches(train_w, cfg.batch_size, cfg.seed * 1000 + epoch), epoch
+        idx = batches[index]
         batch = {k: v.to(device) for k, v in collate([train_w[i] for i in idx], pad_id).items()}
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * lr_factor(cfg, state["step"], state["minutes"])

@@ -1,7 +1,7 @@
 """Console adapter: lines from a terminal in, streamed text out.
 
 The console user is the operator of the machine, so console identities are admins
-(see ``App.is_admin``): whoever can run the CLI can already open the database.
+(:func:`console_admin_policy`): whoever can run the CLI can already open the database.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import TextIO
 
 from core.commands import parse_command_text
 from core.events import ChatKind, ConversationKey, IncomingMessage, Reply, SentMessage, UserRef
+from core.runtime import Runtime
 
 PLATFORM = "console"
 
@@ -34,6 +35,11 @@ def console_event(text: str, user: str, event_id: str | None = None) -> Incoming
         command=parse_command_text(text),
         user_display_name=user,
     )
+
+
+def console_admin_policy(event: IncomingMessage) -> bool:
+    """The console's admin policy: the person at the terminal is the operator."""
+    return True
 
 
 class ConsoleOutbox:
@@ -75,6 +81,9 @@ class ConsoleOutbox:
     async def typing(self, key: ConversationKey) -> None:
         return None
 
+    async def aclose(self) -> None:
+        return None
+
     def end_line(self) -> None:
         if self._open is not None:
             self._out.write("\n")
@@ -89,7 +98,7 @@ def _read_lines(loop: asyncio.AbstractEventLoop, lines: "asyncio.Queue[str | Non
     loop.call_soon_threadsafe(lines.put_nowait, None)
 
 
-async def serve(app, user: str = "you", stop: asyncio.Event | None = None, *, prompt: str = "> ") -> None:  # type: ignore[no-untyped-def]
+async def serve(app: Runtime, user: str = "you", stop: asyncio.Event | None = None, *, prompt: str = "> ") -> None:
     """Interactive loop until EOF (Ctrl-D), /quit, or ``stop`` (SIGTERM under ``personabot run``)."""
     outbox = ConsoleOutbox(prefix="bot: ")
     stop = stop or asyncio.Event()

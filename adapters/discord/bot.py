@@ -1,7 +1,7 @@
-"""The Discord client: gateway messages and slash commands into ``App.dispatcher.feed``.
+"""The Discord client: gateway messages and slash commands into the bot's dispatcher.
 
-    async with App(settings) as app:
-        await serve(app, stop)          # returns when ``stop`` is set
+    async with build_app(settings) as bot:
+        await serve(bot, stop)          # returns when ``stop`` is set
 
 discord.py does the protocol work: the gateway connection, heartbeats, RESUME after
 a disconnect, and HTTP 429 handling (it waits ``retry_after``; a wait over
@@ -9,6 +9,12 @@ a disconnect, and HTTP 429 handling (it waits ``retry_after``; a wait over
 sees and turns fatal start-up problems (bad token, missing intent) into ConfigError.
 Duplicate deliveries after a resume are dropped by the core's ``dedupe`` middleware,
 keyed by the message or interaction id.
+
+Sharding: the client is discord.py's ``AutoShardedClient``. Without ``shard_count`` it
+runs every shard Discord recommends in this process; with ``shard_count`` and
+``shard_ids`` it runs that slice only, so several processes split a big bot
+(docs/scaling.md). Readiness (``/readyz``) is "discord" connected once every shard of
+the slice is ready, and not while one is disconnected.
 """
 
 from __future__ import annotations
@@ -28,14 +34,17 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from core.errors import ConfigError, PersonabotError, PlatformError
-from core.settings import BotSettings, DiscordSettings
+from core.http.health import Health
+from adapters.discord.settings import DiscordSettings
+from core.settings import BotSettings
 
 from adapters.discord.commands import CoreCommandTree, sync_commands
 from adapters.discord.convert import PLATFORM, message_event
 from adapters.discord.outbox import ChannelOutbox, no_pings
 
 if TYPE_CHECKING:
-    from core.app import App
+    from core.http.operator import Operator
+    from core.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +99,24 @@ def without_voice() -> None:
     discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
 
 
-class DiscordBot(discord.Client):
-    """One bot's connection. Options here are for tests; everything else comes from the bot file."""
+class DiscordBot(discord.AutoShardedClient):
+    """One bot's connection (its shards). Options here are for tests; the rest comes from the bot file.
 
-    def __init__(self, app: "App", *, guild_ready_timeout: float = 2.0, auto_defer_after: float = 2.0) -> None:
+    ``identify_spacing``: seconds between two shards' IDENTIFY (Discord allows one per
+    5 s); ``health``: where the shards' state is reported for ``/readyz``.
+    """
+
+    def __init__(
+        self,
+        app: "Runtime",
+        *,
+        guild_ready_timeout: float = 2.0,
+        auto_defer_after: float = 2.0,
+        identify_spacing: float = 5.0,
+        health: Health | None = None,
+    ) -> None:
         without_voice()
+        options = app.settings.platform(DiscordSettings)
         intents = discord.Intents.default()
         intents.message_content = True  # privileged: enable it in the Developer Portal (see docs/discord.md)
         trace = aiohttp.TraceConfig()
@@ -105,9 +127,15 @@ class DiscordBot(discord.Client):
             http_trace=trace,
             max_ratelimit_timeout=MAX_RATE_LIMIT_WAIT,
             guild_ready_timeout=guild_ready_timeout,
+            shard_count=options.shard_count,
+            shard_ids=list(options.shard_ids) if options.shard_ids is not None else None,
         )
         self.app = app
-        self.options = app.settings.discord
+        self.options = options
+        self._identify_spacing = identify_spacing
+        self._health = health
+        self._shards_up: set[int] = set()
+        self._report("connecting")
         self.rate_limit_hits = 0  # HTTP 429 responses seen (discord.py retried them after waiting)
         self.tree = CoreCommandTree(
             self, app, edit_interval=self.edit_interval, auto_defer_after=auto_defer_after, track=self.tracked
@@ -139,12 +167,49 @@ class DiscordBot(discord.Client):
         else:
             log.info("discord: slash commands published: %s", published)
 
+    async def close(self) -> None:
+        """discord.py's sharded ``close`` needs the event queue its login creates; a bot that
+        never logged in (missing or rejected token) closes like a plain client."""
+        if not hasattr(self, "_AutoShardedClient__queue"):
+            await discord.Client.close(self)
+            return
+        await super().close()
+
+    # -- shards ----------------------------------------------------------------------
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        if not initial:
+            await asyncio.sleep(self._identify_spacing)
+
+    def owned_shards(self) -> list[int]:
+        """This process's shards (known once connecting: the count may come from Discord)."""
+        return list(self.shard_ids) if self.shard_ids is not None else list(range(self.shard_count or 1))
+
+    def _report(self, problem: str | None) -> None:
+        if self._health is not None:
+            self._health.report(PLATFORM, problem)
+
+    def _shard_state_changed(self) -> None:
+        missing = sorted(set(self.owned_shards()) - self._shards_up)
+        self._report(f"shards not connected: {missing}" if missing else None)
+
+    async def on_shard_ready(self, shard_id: int) -> None:
+        log.info("discord: shard %d of %s ready", shard_id, self.shard_count)
+        self._shards_up.add(shard_id)
+        self._shard_state_changed()
+
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        self._shards_up.add(shard_id)
+        self._shard_state_changed()
+
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        self._shards_up.discard(shard_id)
+        self._shard_state_changed()
+
     async def on_ready(self) -> None:
         assert self.user is not None
         log.info("discord: connected as %s (%s) in %d servers", self.user, self.user.id, len(self.guilds))
-        plugins = getattr(self.app, "plugins", None)
-        if plugins is not None:  # scheduled jobs post to any channel, thread or DM by id from now on
-            plugins.register_outbox(PLATFORM, ChannelOutbox(self, None, in_server=False, edit_interval=None))
+        # scheduled jobs post to any channel, thread or DM by id from now on
+        self.app.seams.outboxes.register(PLATFORM, ChannelOutbox(self, None, in_server=False, edit_interval=None))
 
     def _send_permissions(self, message: discord.Message) -> tuple[bool, bool]:
         """(may send here, may reference messages here), from the cached permissions."""
@@ -214,9 +279,12 @@ def _start_error(error: BaseException, token_env: str) -> PersonabotError:
     return PlatformError(f"discord: connection lost: {type(error).__name__}: {error}")
 
 
-async def serve(app: "App", stop: asyncio.Event) -> None:
-    """Run the Discord adapter until ``stop`` is set. Raises ConfigError for a bad token or intent."""
-    await run_bot(DiscordBot(app), stop)
+async def serve(app: "Runtime", stop: asyncio.Event, operator: "Operator | None" = None) -> None:
+    """Run the Discord adapter until ``stop`` is set. Raises ConfigError for a bad token or intent.
+
+    ``operator``: readiness gets the shards' state (``personabot run`` passes it).
+    """
+    await run_bot(DiscordBot(app, health=operator.health if operator is not None else None), stop)
 
 
 async def login(client: discord.Client, options: DiscordSettings) -> None:
@@ -258,5 +326,6 @@ async def run_bot(bot: DiscordBot, stop: asyncio.Event) -> None:
                 await connection
         finally:
             await bot.close()
+            bot._report("stopped")
             if bot.rate_limit_hits:
                 log.info("discord: %d rate-limited requests during this run", bot.rate_limit_hits)

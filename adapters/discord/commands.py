@@ -29,7 +29,7 @@ from adapters.discord.convert import interaction_event
 from adapters.discord.outbox import InteractionOutbox
 
 if TYPE_CHECKING:
-    from core.app import App
+    from core.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +108,12 @@ def positional_args(values: Sequence[Optional[str]]) -> tuple[str, ...] | None:
 
 
 class CoreCommandTree(app_commands.CommandTree):
-    """The tree of one bot: commands from the App's registry, answered through the dispatcher."""
+    """The tree of one bot: commands from the bot's registry, answered through the dispatcher."""
 
     def __init__(
         self,
         client: discord.Client,
-        app: "App",
+        app: "Runtime",
         *,
         edit_interval: float | None,
         auto_defer_after: float = 2.0,

@@ -74,6 +74,10 @@ class _DiscordOutbox:
     def edit_interval(self) -> float | None:
         return self._edit_interval
 
+    async def aclose(self) -> None:
+        """Nothing is buffered: every send and edit went out when it was made."""
+        return None
+
     def parts(self, text: str) -> list[str]:
         if not text.strip():
             return ["…"]

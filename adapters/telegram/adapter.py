@@ -5,9 +5,13 @@
         setMyCommands (user menu for everyone, /admin in each admin's private chat)
         plugins: an Outbox for any chat, so scheduled jobs post before anyone writes
         re-answer turns a crash left unanswered (store.unanswered)
-        long polling (PTB Updater) or webhook (aiohttp, secret header checked)
+        long polling (PTB Updater) or webhook (aiohttp, secret header checked; on the
+        operator HTTP server when [http] is on, so several workers sit behind one address)
         every update -> update_to_event -> app.dispatcher.feed(event, TelegramOutbox)
         stop: stop receiving, finish in-flight replies within shutdown_grace_s, cancel the rest
+
+Readiness (``/readyz``): "telegram" is connected once updates are being received,
+and "stopped" after shutdown.
 
 Delivery rule (docs/telegram.md): an update counts as received once PTB fetched it.
 The dispatcher's dedupe middleware records its update id in the store, then the chat
@@ -22,7 +26,7 @@ import hmac
 import logging
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from telegram import Update
 from telegram.error import BadRequest, Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
@@ -39,13 +43,17 @@ from adapters.telegram.convert import (
 )
 from adapters.telegram.limits import TelegramRateLimiter
 from adapters.telegram.outbox import DraftSupport, TelegramOutbox
-from adapters.telegram.redact import secrets_redacted
-from core.app import App
+from adapters.telegram.settings import TelegramSettings
+from core.logmask import masking
+from core.runtime import Runtime
 from core.dispatcher import Context
 from core.errors import ConfigError, PlatformError
 from core.events import ChatKind, IncomingMessage, UserRef
 from core.records import StoredMessage
 from core.settings import BotSettings
+
+if TYPE_CHECKING:
+    from core.http.operator import Operator
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +65,12 @@ MAX_BACKOFF_S = 30.0
 
 
 class TelegramAdapter:
-    def __init__(self, app: App, token: str, *, webhook_secret: str | None = None) -> None:
+    def __init__(
+        self, app: Runtime, token: str, *, webhook_secret: str | None = None, operator: "Operator | None" = None
+    ) -> None:
         self.app = app
-        self.settings = app.settings.telegram
+        self._operator = operator
+        self.settings = app.settings.platform(TelegramSettings)
         self._token = token
         self._webhook_secret = webhook_secret
         self._drafts = DraftSupport(self.settings.private_streaming == "draft")
@@ -100,6 +111,7 @@ class TelegramAdapter:
             self._register_job_outbox()
             await self.start_recovery()
             await self._start_receiving()
+            self._report(None)
             log.info("Telegram bot @%s is running (%s)", self._me.username, self.settings.mode)  # type: ignore[union-attr]
             await stop.wait()
         finally:
@@ -107,9 +119,7 @@ class TelegramAdapter:
 
     def _register_job_outbox(self) -> None:
         """Plugin jobs post through the bot to any chat by id (no drafts: nothing streams there)."""
-        plugins = getattr(self.app, "plugins", None)
-        if plugins is not None:
-            plugins.register_outbox(PLATFORM, TelegramOutbox(self.application.bot, interval=None))
+        self.app.seams.outboxes.register(PLATFORM, TelegramOutbox(self.application.bot, interval=None))
 
     async def _connect(self, stop: asyncio.Event) -> bool:
         """getMe until it works; False if ``stop`` came first."""
@@ -162,8 +172,16 @@ class TelegramAdapter:
         except TelegramError as error:  # e.g. setWebhook refused the URL
             raise PlatformError(f"telegram: could not start receiving updates: {type(error).__name__}: {error}") from None
 
+    def _report(self, problem: str | None) -> None:
+        if self._operator is not None:
+            self._operator.health.report(PLATFORM, problem)
+
     async def _shutdown(self) -> None:
         application = self.application
+        self._report("stopped")
+        shared = self._operator.server if self._operator is not None else None
+        if shared is not None and self.settings.mode == "webhook":
+            shared.remove_route("POST", self.settings.webhook_path)  # other workers take the updates now
         if self._webhook_runner is not None:
             await self._webhook_runner.cleanup()
             self._webhook_runner = None
@@ -209,7 +227,7 @@ class TelegramAdapter:
             try:
                 await self.app.dispatcher.feed(result, outbox)
             finally:
-                await outbox.close()
+                await outbox.aclose()
         finally:
             self._replying.discard(task)
 
@@ -295,8 +313,8 @@ class TelegramAdapter:
         )
         outbox = self.outbox_for(event)
         try:
-            await self.app.chat.respond(Context(event=event, outbox=outbox, app=self.app), conversation, message)
-            await outbox.close()
+            await self.app.chat.respond(Context(event=event, outbox=outbox), conversation, message)
+            await outbox.aclose()
         except Exception:
             log.exception("re-answering message %s in %s failed", message.id, key)
             return 0
@@ -307,13 +325,18 @@ class TelegramAdapter:
         from aiohttp import web
 
         settings = self.settings
-        server = web.Application()
-        server.router.add_post(settings.webhook_path, self._webhook)
-        runner = web.AppRunner(server, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, settings.webhook_listen, settings.webhook_port)
-        await site.start()
-        self._webhook_runner = runner
+        shared = self._operator.server if self._operator is not None else None
+        if shared is not None:  # [http] is on: one port for the webhook, probes and metrics
+            shared.add_route("POST", settings.webhook_path, self._webhook)
+        else:
+            server = web.Application()
+            server.router.add_post(settings.webhook_path, self._webhook)
+            runner = web.AppRunner(server, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, settings.webhook_listen, settings.webhook_port)
+            await site.start()
+            self._webhook_runner = runner
+        # Every worker sets the same URL (idempotent); the load balancer spreads the posts.
         await self.application.bot.set_webhook(
             settings.webhook_url,  # type: ignore[arg-type]
             secret_token=self._webhook_secret,
@@ -346,7 +369,7 @@ def _polling_error(error: TelegramError) -> None:
 
 def read_secrets(settings: BotSettings) -> tuple[str, str | None]:
     """The token (and webhook secret) from the environment, checked for shape, never echoed."""
-    telegram = settings.telegram
+    telegram = settings.platform(TelegramSettings)
     token = BotSettings.secret(telegram.token_env, "telegram.token_env").strip()
     if not _TOKEN.match(token):
         raise ConfigError(f"telegram.token_env: ${telegram.token_env} does not look like a bot token (123456:ABC…)")
@@ -360,8 +383,11 @@ def read_secrets(settings: BotSettings) -> tuple[str, str | None]:
     return token, secret
 
 
-async def serve(app: App, stop: asyncio.Event) -> None:
-    """Run the Telegram adapter until ``stop`` is set (bots/cli.py `run` calls this)."""
+async def serve(app: Runtime, stop: asyncio.Event, operator: "Operator | None" = None) -> None:
+    """Run the Telegram adapter until ``stop`` is set (bots/cli.py `run` calls this).
+
+    ``operator``: readiness gets the connection state; its HTTP server, if any, serves the webhook.
+    """
     token, secret = read_secrets(app.settings)
-    with secrets_redacted(token, secret):
-        await TelegramAdapter(app, token, webhook_secret=secret).run(stop)
+    with masking(token, secret):
+        await TelegramAdapter(app, token, webhook_secret=secret, operator=operator).run(stop)

@@ -14,7 +14,7 @@ from typing import Any
 from aiolimiter import AsyncLimiter
 from telegram.ext import AIORateLimiter
 
-from core.settings import TelegramSettings
+from adapters.telegram.settings import TelegramSettings
 
 # Calls that show or change a message count against the per-chat limit. Chat actions
 # ("typing…") send no message: they skip the per-chat and group budgets.

@@ -152,7 +152,7 @@ class TelegramOutbox:
     async def typing(self, key: ConversationKey) -> None:
         await self._bot.send_chat_action(int(key.chat_id), ChatAction.TYPING, message_thread_id=_thread(key))
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Turn a draft still open into a real message: the streamed reply is complete."""
         await self._commit_open_draft()
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.personalization.scoring import smoothed_similarity
-from core.personalization.settings import CatalogItem
+from core.catalog import CatalogItem
 from core.ports import Embedder
 
 

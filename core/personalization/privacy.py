@@ -3,7 +3,7 @@
 Used by the chat commands (/export, /forget, /link) and by the operator's CLI
 (``personabot users export|forget``), so both do exactly the same thing. Linked
 identities are one person: export and forget cover the whole group, and what the
-bot's plugins keep about them (``app.plugins``) too.
+features keep about them (the ``user_data`` seam: plugins) too.
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 from core.errors import PluginError
 from core.ports import Store
-
-if TYPE_CHECKING:
-    from core.plugins.manager import PluginManager
+from core.seams import UserDataHolder
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +34,15 @@ def user_scope(user_id: str) -> str:
     return f"user:{user_id}"
 
 
-async def export_user_data(store: Store, user_id: str, plugins: "PluginManager | None" = None) -> dict[str, Any]:
-    """Everything stored about ``user_id`` and the identities linked to it; with
-    ``plugins``, each identity also carries what every plugin exports (``"plugins"``)."""
+async def export_user_data(store: Store, user_id: str, holders: Sequence[UserDataHolder] = ()) -> dict[str, Any]:
+    """Everything stored about ``user_id`` and the identities linked to it; each identity
+    also carries what every holder of user data exports, under the holder's name."""
     ids = await store.linked_identities(user_id)
     identities = []
     for identity in ids:
         entry = await store.export_user(identity)
-        if plugins is not None:
-            entry["plugins"] = await plugins.export_user(identity)
+        for holder in holders:
+            entry[holder.name] = await holder.export_user(identity)
         identities.append(entry)
     return {
         "format": EXPORT_FORMAT,
@@ -59,26 +58,27 @@ def export_json(data: dict[str, Any]) -> bytes:
 
 
 async def forget_user_data(
-    store: Store, user_id: str, *, actor: str, plugins: "PluginManager | None" = None
+    store: Store, user_id: str, *, actor: str, holders: Sequence[UserDataHolder] = ()
 ) -> tuple[list[str], dict[str, int]]:
     """Delete everything about ``user_id`` and its linked identities, audited as done by
-    ``actor``; returns (ids, row counts; ``plugin:NAME`` counts what each plugin deleted).
+    ``actor``; returns (ids, row counts; the holders' counts under their own keys, e.g.
+    ``plugin:NAME``).
 
-    The plugins' own forget hooks run first, while the data they may look up still
+    The holders' forget hooks run first, while the data they may look up still
     exists. If one fails, the core data is deleted all the same, and then a PluginError
-    says what is left (send /forget again to retry the plugins).
+    says what is left (send /forget again to retry).
     """
     ids = await store.linked_identities(user_id)
     totals: Counter[str] = Counter()
     failures: list[PluginError] = []
-    if plugins is not None:
+    for holder in holders:
         for identity in ids:
             try:
-                counts = await plugins.forget_user(identity)
+                counts = await holder.forget_user(identity)
             except PluginError as error:
                 failures.append(error)
                 continue
-            totals.update({f"plugin:{name}": count for name, count in counts.items()})
+            totals.update(counts)
     for identity in ids:
         totals.update(await store.forget_user(identity))
     detail: dict[str, Any] = {"identities": len(ids), "rows": sum(totals.values())}

@@ -11,9 +11,11 @@
 
 from core.commands import ArgSpec
 from core.plugins.api import CONTINUE, Job, Plugin, Trigger, Turn, keyword, predicate, regex
-from core.personalization.settings import CatalogItem
+from core.catalog import CatalogItem
 from core.plugins.context import PluginContext, PluginStorage
-from core.plugins.manager import PluginManager, PluginStatus, setup_plugins
+from core.plugins.feature import setup_plugins
+from core.plugins.manager import PluginManager, PluginStatus
+from core.personalization.scoring import smoothed_similarity
 from core.prompt import PromptSection
 
 __all__ = [
@@ -32,5 +34,6 @@ __all__ = [
     "keyword",
     "predicate",
     "regex",
+    "smoothed_similarity",
     "setup_plugins",
 ]

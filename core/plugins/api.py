@@ -30,6 +30,7 @@ from core.errors import ConfigError
 from core.events import ConversationKey, IncomingMessage, Reply, SentMessage, UserRef
 from core.personas import Persona, load_persona_file
 from core.records import ScheduledJob
+from core.seams import STAGES
 
 if TYPE_CHECKING:
     from core.dispatcher import Context
@@ -40,6 +41,20 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 RESERVED_NAMES = frozenset({"core", "enabled", "paths"})  # keys of the [plugins] section itself
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class PluginMiddleware:
+    """A plugin's middleware and where it asks to be placed (checked when the plugin loads)."""
+
+    handler: "MiddlewareFn"
+    stage: str = "feature"
+    before: str | None = None
+    after: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.handler.__name__
 
 
 class Flow(enum.Enum):
@@ -157,7 +172,7 @@ class Plugin:
         self.stores_user_data = stores_user_data
         self.commands: list[CommandSpec] = []
         self.message_handlers: list[MessageHandler] = []
-        self.middlewares: list[MiddlewareFn] = []
+        self.middlewares: list[PluginMiddleware] = []
         self.jobs: dict[str, JobFn] = {}
         self.contributors: list[ContributorFn] = []
         self.reply_filters: list[ReplyFilterFn] = []
@@ -220,10 +235,19 @@ class Plugin:
 
         return register
 
-    def middleware(self, handler: F) -> F:
-        """``async def mw(turn, call_next)``: runs for every event after the core's own checks."""
-        self.middlewares.append(handler)
-        return handler
+    def middleware(
+        self, handler: F | None = None, *, stage: str = "feature", before: str | None = None, after: str | None = None
+    ) -> Any:
+        """``async def mw(turn, call_next)``: runs for every event in ``stage`` (core/seams.py
+        STAGES; default ``feature``, after the core's own checks), optionally ``before`` or
+        ``after`` a named middleware of that stage. ``@plugin.middleware`` or
+        ``@plugin.middleware(stage="input", after="input_limits")``."""
+
+        def register(function: F) -> F:
+            self.middlewares.append(PluginMiddleware(function, stage, before, after))
+            return function
+
+        return register(handler) if handler is not None else register
 
     def job(self, name: str) -> Callable[[F], F]:
         """A job handler ``async def run(ctx, job)``; schedule it by name with ``ctx.schedule``.
@@ -294,6 +318,11 @@ class Plugin:
             )
         if not self.stores_user_data and (self.exporter or self.forgetter):
             problems.append("it implements export/forget but does not declare stores_user_data=True")
+        for middleware in self.middlewares:
+            if middleware.stage not in STAGES:
+                problems.append(
+                    f"middleware {middleware.name} names an unknown stage {middleware.stage!r} (stages: {', '.join(STAGES)})"
+                )
         return problems
 
 
@@ -333,7 +362,7 @@ class Turn:
 
     @property
     def is_admin(self) -> bool:
-        return self._ctx.app.is_admin(self._ctx.event)
+        return self.plugin.is_admin(self._ctx.event)
 
     @property
     def state(self) -> dict[str, Any]:

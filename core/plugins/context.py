@@ -10,19 +10,43 @@ import logging
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
 from core.errors import ConfigError, InputRejected, NotFound
-from core.events import ConversationKey, Reply, SentMessage, UserRef
-from core.personalization.settings import CatalogItem
+from core.events import ConversationKey, IncomingMessage, Reply, SentMessage, UserRef
+from core.catalog import CatalogItem
 from core.ports import Embedder, Generator, PluginStore
 from core.records import ScheduledJob
+from core.runtime import Runtime
 
-if TYPE_CHECKING:
-    from core.plugins.api import Plugin
-    from core.plugins.manager import PluginManager
+
+class DeclaredPlugin(Protocol):
+    """What the context reads of a plugin's declaration (core.plugins.api.Plugin)."""
+
+    name: str
+    stores_user_data: bool
+
+    @property
+    def jobs(self) -> Mapping[str, Any]: ...
+
+
+class JobClock(Protocol):
+    def now(self) -> float: ...
+
+    def wake(self) -> None: ...
+
+
+class PluginHost(Protocol):
+    """What the context needs of the plugin manager (core.plugins.manager.PluginManager)."""
+
+    store: PluginStore
+    bot: Runtime
+    scheduler: JobClock
+
+    async def deliver(self, key: ConversationKey, reply: Reply) -> SentMessage: ...
 
 
 def _user_id(user: str | UserRef) -> str:
@@ -37,7 +61,7 @@ def _user_id(user: str | UserRef) -> str:
 class PluginStorage:
     """The plugin's own namespace in the bot's database. Values are JSON data."""
 
-    def __init__(self, store: PluginStore, plugin: "Plugin", user_id: str = "") -> None:
+    def __init__(self, store: PluginStore, plugin: DeclaredPlugin, user_id: str = "") -> None:
         self._store, self._plugin, self._user = store, plugin, user_id
 
     async def get(self, key: str, default: Any = None) -> Any:
@@ -77,7 +101,7 @@ class PluginStorage:
 class PluginContext:
     """What one plugin may use. Handlers get it as ``turn.plugin``; jobs and hooks as ``ctx``."""
 
-    def __init__(self, plugin: "Plugin", config: BaseModel | None, manager: "PluginManager") -> None:
+    def __init__(self, plugin: DeclaredPlugin, config: BaseModel | None, manager: PluginHost) -> None:
         self.name = plugin.name
         self.config = config
         self.log = logging.getLogger(f"personabot.plugins.{plugin.name}")
@@ -91,21 +115,19 @@ class PluginContext:
 
     @property
     def generator(self) -> Generator:
-        return self._manager.app.generator
+        return self._manager.bot.generator
 
     @property
     def embedder(self) -> Embedder | None:
-        """The bot's Embedder, or None when the bot runs without one."""
-        return self._manager.app.embedder
+        """The bot's Embedder, or None while no feature has needed one."""
+        return self._manager.bot.embedder.loaded
 
     async def require_embedder(self) -> Embedder:
-        """The bot's Embedder; the default one is loaded (once) when the bot has none."""
-        app = self._manager.app
-        if app.embedder is None:
-            from core.personalization.embedder import SentenceTransformerEmbedder
+        """The bot's Embedder; the default one is loaded (once) when the bot has none yet."""
+        return await self._manager.bot.embedder.get()
 
-            app.embedder = await SentenceTransformerEmbedder.load()
-        return app.embedder
+    def is_admin(self, event: IncomingMessage) -> bool:
+        return self._manager.bot.is_admin(event)
 
     def now(self) -> float:
         """Unix time; inside a job, the time the scheduler runs it at (tests can move it)."""
@@ -113,11 +135,11 @@ class PluginContext:
 
     def path(self, value: str | Path) -> Path:
         """A path from the plugin's config: relative paths are relative to the bot file."""
-        return self._manager.app.settings.resolve_path(str(value))
+        return self._manager.bot.settings.resolve_path(str(value))
 
     async def interest(self, user: str | UserRef) -> tuple[float, ...] | None:
         """The user's interest vector (personalization), or None when there is none yet."""
-        profile = await self._manager.app.store.get_profile(_user_id(user))
+        profile = await self._manager.bot.store.get_profile(_user_id(user))
         return profile.interest
 
     # sending and scheduling -------------------------------------------------------------

@@ -23,14 +23,25 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from core.errors import NotFound, PermissionDenied
+from core.plugins.wiring import LoadedPlugin
+from core.ports import PluginStore
 from core.records import ScheduledJob
 
-if TYPE_CHECKING:
-    from core.plugins.manager import PluginManager
+
+
+class JobHost(Protocol):
+    """What the scheduler needs of the plugin manager (core.plugins.manager.PluginManager)."""
+
+    store: PluginStore
+    loaded: Mapping[str, LoadedPlugin]
+
+    def active_names(self) -> list[str]: ...
+
+    def connected_platforms(self) -> list[str]: ...
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +69,7 @@ def next_occurrence(job: ScheduledJob, now: float) -> float:
 
 class Scheduler:
     def __init__(
-        self, manager: "PluginManager", *, clock: Callable[[], float] = time.time, job_timeout_s: float = 60.0
+        self, manager: JobHost, *, clock: Callable[[], float] = time.time, job_timeout_s: float = 60.0
     ) -> None:
         self._manager = manager
         self._clock = clock

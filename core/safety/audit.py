@@ -13,14 +13,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from functools import partial
 
-from core.commands import ArgSpec, CommandSpec
+from core.commands import ArgSpec, CommandRegistry, CommandSpec
+from core.dispatcher import Context, Handler
 from core.errors import CommandUsageError, PermissionDenied
+from core.ports import Store
 from core.records import AuditEntry
-
-if TYPE_CHECKING:
-    from core.dispatcher import Context, Handler
 
 DEFAULT_ENTRIES = 20
 MAX_ENTRIES = 100
@@ -42,7 +41,7 @@ def format_entry(entry: AuditEntry) -> str:
     return f"#{entry.id} {when} {_short(entry.actor)}: {_short(entry.action)}{target} → {entry.outcome}"
 
 
-async def admin_audit(ctx: "Context", args: tuple[str, ...]) -> str:
+async def admin_audit(store: Store, ctx: Context, args: tuple[str, ...]) -> str:
     """The latest audit entries, newest first, as many as fit in one message."""
     count = DEFAULT_ENTRIES
     if args:
@@ -52,7 +51,7 @@ async def admin_audit(ctx: "Context", args: tuple[str, ...]) -> str:
             count = 0
         if not 1 <= count <= MAX_ENTRIES:
             raise CommandUsageError(f"bad count {args[0]!r}", user_message=f"Give a number from 1 to {MAX_ENTRIES}.")
-    entries = await ctx.app.store.recent_audit(count)
+    entries = await store.recent_audit(count)
     if not entries:
         return "The audit log is empty."
     outbox = ctx.outbox
@@ -69,32 +68,32 @@ async def admin_audit(ctx: "Context", args: tuple[str, ...]) -> str:
     return text
 
 
-AUDIT_COMMAND = CommandSpec(
-    "audit",
-    "Show the latest admin actions and data requests",
-    admin_audit,
-    (ArgSpec("count", f"how many entries (default {DEFAULT_ENTRIES}, at most {MAX_ENTRIES})"),),
-    admin_only=True,
-    private=True,
-)
+def audit_command(store: Store) -> CommandSpec:
+    return CommandSpec(
+        "audit",
+        "Show the latest admin actions and data requests",
+        partial(admin_audit, store),
+        (ArgSpec("count", f"how many entries (default {DEFAULT_ENTRIES}, at most {MAX_ENTRIES})"),),
+        admin_only=True,
+        private=True,
+    )
 
 
 class AuditCommands:
     """Middleware: records named user commands (export, forget…) with their outcome."""
 
-    __name__ = "audit_commands"
-
-    def __init__(self, names: Iterable[str]) -> None:
+    def __init__(self, names: Iterable[str], commands: CommandRegistry, store: Store) -> None:
         self.names = frozenset(names)
+        self._commands, self._store = commands, store
 
-    async def __call__(self, ctx: "Context", call_next: "Handler") -> None:
+    async def __call__(self, ctx: Context, call_next: Handler) -> None:
         call = ctx.event.command
-        found = ctx.app.commands.find(call) if call is not None else None
+        found = self._commands.find(call) if call is not None else None
         if found is None or found[0].admin_only or found[0].name not in self.names:
             await call_next(ctx)
             return
         spec, args = found
-        store, actor = ctx.app.store, ctx.event.user.qualified
+        store, actor = self._store, ctx.event.user.qualified
         known_before = await store.get_user(actor) is not None
         outcome = "error"
         try:

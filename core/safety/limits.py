@@ -13,16 +13,14 @@ import datetime as dt
 import math
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from core.dispatcher import Context, Handler
 from core.errors import GenerationBusy, RateLimited
 from core.events import ChatMessage, Chunk, GenerationRequest, IncomingMessage
 from core.middleware import TokenBucket
 from core.ports import Generator
 from core.settings import LimitsSettings
-
-if TYPE_CHECKING:
-    from core.dispatcher import Context, Handler
 
 PRUNE_ABOVE = 10_000  # buckets kept before idle (full) ones are dropped
 
@@ -37,8 +35,6 @@ class AbuseLimiter:
     The quota counts chat messages that reach the bot (not commands) per user and UTC
     day, in memory: a restart gives everyone a fresh quota.
     """
-
-    __name__ = "rate_limit"
 
     def __init__(
         self,
@@ -60,7 +56,7 @@ class AbuseLimiter:
         self._used: dict[str, int] = {}  # user -> chat messages today
         self._quota_told: set[str] = set()
 
-    async def __call__(self, ctx: "Context", call_next: "Handler") -> None:
+    async def __call__(self, ctx: Context, call_next: Handler) -> None:
         event = ctx.event
         if (event.command is None and not event.addressed_to_bot) or self._exempt(event):
             await call_next(ctx)

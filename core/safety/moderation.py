@@ -25,17 +25,15 @@ import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from core.chat import EMPTY_REPLY
+from core.chat import EMPTY_REPLY, ChatService
+from core.dispatcher import Context, Handler
 from core.errors import ConfigError, InputRejected
 from core.events import ChatKind, ConversationKey, IncomingMessage, Reply, SentMessage
-from core.ports import Outbox
+from core.personas import Persona
+from core.ports import Outbox, Store
 from core.safety.config import Action, ClassifierSettings, ContextPolicy, ModerationSettings, WordLists
-
-if TYPE_CHECKING:
-    from core.dispatcher import Context, Handler
-    from core.personas import Persona
 
 log = logging.getLogger(__name__)
 
@@ -210,15 +208,19 @@ class Moderator:
             return Action.REFUSE
         return action
 
-    def record(self, direction: str, context: str, action: Action, findings: Sequence[Finding], who: str, text: str) -> None:
-        """Count and log a moderated text: rule names and a hash, never the text."""
+    def record(
+        self, direction: str, context: str, action: Action, findings: Sequence[Finding], who: str, text: str
+    ) -> dict[str, Any]:
+        """Count and log a moderated text: rule names and a hash, never the text. Returns
+        the same as an audit entry's detail (the web console's moderation page reads them)."""
         self.counts[f"{direction}.{context}.{action.value}"] += 1
         digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-        rules = ",".join(sorted({finding.rule for finding in findings}))
+        rules = sorted({finding.rule for finding in findings})
         log.warning(
             "moderation: %s %s in %s context: rules=%s action=%s sha256=%s chars=%d",
-            direction, who, context, rules, action.value, digest, len(text),
+            direction, who, context, ",".join(rules), action.value, digest, len(text),
         )
+        return {"rules": rules, "action": action.value, "sha256": digest}
 
 
 def redact(text: str, findings: Sequence[Finding]) -> str:
@@ -251,7 +253,7 @@ class ModeratedOutbox:
     def __init__(self, inner: Outbox, moderator: Moderator | None = None, context: str = "", persona: str | None = None) -> None:
         self.inner = inner
         self.max_message_length = inner.max_message_length
-        self.markdown_fences = getattr(inner, "markdown_fences", False)
+        self.markdown_fences = inner.markdown_fences
         self._moderator = moderator
         self._context = context
         self.persona = persona
@@ -293,20 +295,19 @@ class ModeratedOutbox:
     async def typing(self, key: ConversationKey) -> None:
         await self.inner.typing(key)
 
-    def __getattr__(self, name: str) -> Any:  # adapter extras (e.g. interaction follow-ups)
-        return getattr(self.inner, name)
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 class InputModeration:
     """Middleware: moderates chat text (not commands) after input normalisation, and puts
     a :class:`ModeratedOutbox` around the event's Outbox for everything said in return."""
 
-    __name__ = "moderate_input"
-
-    def __init__(self, moderator: Moderator) -> None:
+    def __init__(self, moderator: Moderator, store: Store, chat: ChatService) -> None:
         self.moderator = moderator
+        self._store, self._chat = store, chat
 
-    async def __call__(self, ctx: "Context", call_next: "Handler") -> None:
+    async def __call__(self, ctx: Context, call_next: Handler) -> None:
         event = ctx.event
         if event.command is not None:
             ctx.outbox = ModeratedOutbox(ctx.outbox)
@@ -322,7 +323,8 @@ class InputModeration:
         findings = await moderator.check(event.text, context, persona) if action is not Action.OFF else []
         if findings:
             action = moderator.effective(action, findings)
-            moderator.record("input", context, action, findings, event.user.qualified, event.text)
+            detail = moderator.record("input", context, action, findings, event.user.qualified, event.text)
+            await self._store.audit(event.user.qualified, "moderation input", context, detail=detail)
             if action is Action.REFUSE:
                 if not event.addressed_to_bot:
                     return
@@ -331,22 +333,20 @@ class InputModeration:
                 ctx.event = dataclasses.replace(event, text=redact(event.text, findings))
         await call_next(ctx)
 
-    @staticmethod
-    async def _persona(ctx: "Context") -> str:
-        conversation = await ctx.app.store.active_conversation(ctx.event.key)
-        persona: Persona = await ctx.app.chat.resolve_persona(ctx.event, conversation)
+    async def _persona(self, ctx: Context) -> str:
+        conversation = await self._store.active_conversation(ctx.event.key)
+        persona: Persona = await self._chat.resolve_persona(ctx.event, conversation)
         return persona.name
 
 
 class OutputModeration:
     """Reply filter: the final reply, checked with the lists and the classifier."""
 
-    __name__ = "moderate_output"
-
-    def __init__(self, moderator: Moderator) -> None:
+    def __init__(self, moderator: Moderator, store: Store | None = None) -> None:
         self.moderator = moderator
+        self._store = store  # audits each moderated reply (see Moderator.record)
 
-    async def __call__(self, ctx: "Context", text: str) -> str:
+    async def __call__(self, ctx: Context, text: str) -> str:
         moderator, event = self.moderator, ctx.event
         context = ctx.state.get("safety.context") or moderator.context_of(event)
         action = moderator.policy(context).output
@@ -359,7 +359,9 @@ class OutputModeration:
         if not findings:
             return text
         action = moderator.effective(action, findings)
-        moderator.record("output", context, action, findings, event.user.qualified, text)
+        detail = moderator.record("output", context, action, findings, event.user.qualified, text)
+        if self._store is not None:
+            await self._store.audit(event.user.qualified, "moderation output", context, detail=detail)
         if action is Action.REFUSE:
             return moderator.settings.refusal_output
         if action is Action.REDACT:

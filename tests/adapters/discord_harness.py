@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.discord import DiscordBot, run_bot
-from core.app import App, Feature
+from adapters.discord.bot import DiscordBot, run_bot
+from bots.app_factory import bot_app
+from core.app import Feature
+from core.runtime import Runtime
 from core.dispatcher import Route
 from core.events import IncomingMessage
 from core.generation.scripted import ScriptedGenerator
@@ -24,11 +26,11 @@ USER_ID = 700000000000000002
 def capture(events: list[IncomingMessage]) -> Feature:
     """A feature that records every event reaching the router, exactly as the adapter built it."""
 
-    async def feature(app: App, stack: Any) -> None:
+    async def feature(app: Runtime, stack: Any) -> None:
         async def never(ctx: Any) -> None:  # pragma: no cover - the route never matches
             raise AssertionError
 
-        app.router.add(Route("capture", lambda ctx: events.append(ctx.event) is not None, never), before="command")
+        app.seams.routes.add(Route("capture", lambda ctx: events.append(ctx.event) is not None, never), before="command")
 
     return feature
 
@@ -36,7 +38,7 @@ def capture(events: list[IncomingMessage]) -> Feature:
 @dataclass
 class Running:
     fake: FakeDiscord
-    app: App
+    app: Runtime
     bot: DiscordBot
     generator: ScriptedGenerator
     task: asyncio.Task[None]
@@ -73,7 +75,7 @@ async def running_bot(
         overrides["limits"] = limits
     settings = make_settings(**overrides)
     generator = ScriptedGenerator(replies)
-    async with App(settings, store=SQLiteStore(":memory:"), generator=generator, features=features or []) as app:
+    async with bot_app(settings, store=SQLiteStore(":memory:"), generator=generator, features=features or []) as app:
         bot = DiscordBot(app, guild_ready_timeout=0.01, auto_defer_after=auto_defer_after)
         stop = asyncio.Event()
         task = asyncio.create_task(run_bot(bot, stop))

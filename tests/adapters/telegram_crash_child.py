@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from adapters.telegram import serve  # noqa: E402
+from adapters.telegram.adapter import serve  # noqa: E402
 from core.storage.sqlite import SQLiteStore  # noqa: E402
 from tests.adapters.telegram_support import GatedGenerator, bot_app, telegram_settings  # noqa: E402
 

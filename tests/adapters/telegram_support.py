@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from adapters.telegram.settings import TelegramSettings
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from adapters.telegram import serve
-from core.app import App
+from adapters.telegram.adapter import serve
+from bots.app_factory import bot_app as build_bot
+from core.runtime import Runtime
 from core.events import ChatMessage, Chunk, FinishReason, GenerationRequest
 from core.generation.text import approx_message_tokens
 from core.settings import BotSettings
@@ -50,19 +52,19 @@ async def until(fake: FakeBotAPI, predicate: Callable[[], Any], task: asyncio.Ta
 
 
 @contextlib.asynccontextmanager
-async def bot_app(settings: BotSettings, generator: Any, store: Any = None) -> AsyncIterator[App]:
+async def bot_app(settings: BotSettings, generator: Any, store: Any = None) -> AsyncIterator[Runtime]:
     from core.storage.sqlite import SQLiteStore
 
-    async with App(settings, store=store or SQLiteStore(":memory:"), generator=generator, features=[]) as app:
+    async with build_bot(settings, store=store or SQLiteStore(":memory:"), generator=generator, features=[]) as app:
         yield app
 
 
 @contextlib.asynccontextmanager
-async def serving(app: App, fake: FakeBotAPI) -> AsyncIterator[asyncio.Task]:
+async def serving(app: Runtime, fake: FakeBotAPI) -> AsyncIterator[asyncio.Task]:
     """``adapters.telegram.serve`` running until the block ends (then stopped gracefully)."""
     stop = asyncio.Event()
     task = asyncio.create_task(serve(app, stop))
-    webhook = app.settings.telegram.mode == "webhook"
+    webhook = app.settings.platform(TelegramSettings).mode == "webhook"
     await until(fake, lambda: fake.webhook is not None if webhook else fake.calls_of("getUpdates"), task)
     try:
         yield task

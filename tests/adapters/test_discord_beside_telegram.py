@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from bots.cli import adapter_starters
-from core.app import App
+from bots.app_factory import bot_app
 from core.generation.scripted import ScriptedGenerator
-from core.settings import ConsoleSettings, DiscordSettings
+from adapters.console.settings import ConsoleSettings
+from adapters.discord.settings import DiscordSettings
 from core.storage.sqlite import SQLiteStore
 from tests.adapters.discord_fake_server import FakeDiscord
 from tests.adapters.telegram_fake_server import FakeBotAPI
@@ -23,13 +24,13 @@ async def test_discord_and_telegram_answer_from_one_app_and_stop_together(monkey
             monkeypatch.setenv(TOKEN_ENV, telegram.token)
             monkeypatch.setenv("DISCORD_BOT_TOKEN", discord_api.token)
             discord_section = DiscordSettings.model_validate({"enabled": True, "api_base_url": discord_api.base_url})
-            settings = telegram_settings(telegram).model_copy(
-                update={"discord": discord_section, "console": ConsoleSettings(enabled=False)}
-            )
+            base = telegram_settings(telegram)
+            platforms = base.platforms | {"discord": discord_section, "console": ConsoleSettings(enabled=False)}
+            settings = base.model_copy(update={"platforms": platforms})
             starters = adapter_starters(settings)
             assert [name for name, _ in starters] == ["telegram", "discord"]
             store, generator = SQLiteStore(":memory:"), ScriptedGenerator([REPLY])
-            async with App(settings, store=store, generator=generator, features=[]) as app:
+            async with bot_app(settings, store=store, generator=generator, features=[]) as app:
                 stop = asyncio.Event()
                 tasks = [asyncio.create_task(start(app, stop), name=name) for name, start in starters]
                 await discord_api.wait_for(discord_api.identified.is_set)

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.discord import ChannelOutbox, InteractionOutbox, api_endpoint
+from adapters.discord.bot import api_endpoint
+from adapters.discord.outbox import ChannelOutbox, InteractionOutbox
 from core.events import ConversationKey, Reply
 from core.text import FENCE, utf16_len
 from tests.adapters.discord_fake_server import FakeDiscord

@@ -30,7 +30,7 @@ def plugins_section(folder) -> dict:
 
 
 async def schedule(app, key: ConversationKey, text: str) -> None:
-    ctx = app.plugins.loaded["poster"].ctx
+    ctx = app.services.plugins.loaded["poster"].ctx
     await ctx.schedule("post", delay=0.0, key=key, payload={"text": text})
 
 
@@ -43,27 +43,27 @@ async def telegram(monkeypatch):
 
 
 async def test_telegram_delivers_a_job_scheduled_before_a_restart_without_any_message(telegram, tmp_path):
-    from core.app import App
+    from bots.app_factory import bot_app
     from core.storage.sqlite import SQLiteStore
 
     settings = telegram_settings(telegram).model_copy(update={"plugins": plugins_section(tmp_path)})
 
     def app():
-        return App(settings, store=SQLiteStore(tmp_path / "bot.db"), generator=ScriptedGenerator(["ok"]),
+        return bot_app(settings, store=SQLiteStore(tmp_path / "bot.db"), generator=ScriptedGenerator(["ok"]),
                    features=[setup_plugins])
 
     async with app() as first:  # not connected to Telegram: the job waits in the database
         await schedule(first, ConversationKey("telegram", "-100555", "7"), "早上好 ☀️")
         await schedule(first, ConversationKey("telegram", "555"), "good morning")
-        assert await first.plugins.scheduler.run_due() == 0
+        assert await first.services.plugins.scheduler.run_due() == 0
     async with app() as second:
         async with serving(second, telegram):
             await until(telegram, lambda: telegram.texts(555) == ["good morning"])
             await until(telegram, lambda: telegram.texts(-100555) == ["早上好 ☀️"])
             sent = {call.params["chat_id"]: call.params.get("message_thread_id") for call in telegram.calls_of("sendMessage")}
             assert sent == {555: None, -100555: 7}
-            assert await second.plugins.scheduler.run_due() == 0  # waits for the running batch: nothing left
-            assert await second.plugins.loaded["poster"].ctx.jobs() == []
+            assert await second.services.plugins.scheduler.run_due() == 0  # waits for the running batch: nothing left
+            assert await second.services.plugins.loaded["poster"].ctx.jobs() == []
 
 
 async def test_discord_delivers_jobs_to_channels_threads_and_dms_by_id_once_connected(monkeypatch, tmp_path):
@@ -79,12 +79,12 @@ async def test_discord_delivers_jobs_to_channels_threads_and_dms_by_id_once_conn
             await schedule(app, ConversationKey("discord", str(channel)), "standup in 5 minutes")
             await schedule(app, ConversationKey("discord", str(channel), str(thread)), "线程里的提醒")
             await schedule(app, ConversationKey("discord", str(dm)), "just for you")
-            assert await app.plugins.scheduler.run_due() == 0  # not connected yet
+            assert await app.services.plugins.scheduler.run_due() == 0  # not connected yet
 
         async with running_bot(fake, monkeypatch, features=[plugins]) as bot:
             await fake.wait_for(lambda: fake.texts_in(dm) == ["just for you"])
             await fake.wait_for(lambda: fake.texts_in(thread) == ["线程里的提醒"])
             await fake.wait_for(lambda: fake.texts_in(channel) == ["standup in 5 minutes"])
-            assert await bot.app.plugins.scheduler.run_due() == 0  # waits for the running batch: nothing left
-            assert await bot.app.plugins.loaded["poster"].ctx.jobs() == []
+            assert await bot.app.services.plugins.scheduler.run_due() == 0  # waits for the running batch: nothing left
+            assert await bot.app.services.plugins.loaded["poster"].ctx.jobs() == []
             assert [message["allowed_mentions"] for message in fake.messages.values()] == [{"parse": []}] * 3

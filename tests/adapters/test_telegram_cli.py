@@ -7,6 +7,8 @@ import asyncio
 import os
 import signal
 import sys
+from adapters.console.settings import ConsoleSettings
+from adapters.telegram.settings import TelegramSettings
 from pathlib import Path
 
 import pytest
@@ -84,5 +86,5 @@ def test_the_example_bot_file_is_valid():
     from core.settings import load_bot_settings
 
     settings = load_bot_settings(REPO / "bots" / "telegram.toml")
-    assert settings.telegram.enabled and settings.telegram.token_env == "TELEGRAM_BOT_TOKEN"
-    assert not settings.console.enabled
+    assert settings.platform(TelegramSettings).enabled and settings.platform(TelegramSettings).token_env == "TELEGRAM_BOT_TOKEN"
+    assert not settings.platform(ConsoleSettings).enabled

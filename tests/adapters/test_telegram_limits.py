@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from adapters.telegram.limits import TelegramRateLimiter
-from core.settings import TelegramSettings
+from adapters.telegram.settings import TelegramSettings
 
 
 def recorder(log: list[tuple[str, int, float]]):

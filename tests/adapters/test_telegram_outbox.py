@@ -112,7 +112,7 @@ async def test_a_streamed_reply_ends_with_exactly_the_generated_text_on_screen(c
     await streamer.consume(stream(chunks))
     full = streamer.text.strip() or "…"
     await streamer.finish(full)
-    await outbox.close()
+    await outbox.aclose()
     shown = bot.shown(555)
     assert all(wire_safe(text) for text in shown)
     assert squeeze("".join(shown)) == squeeze(clean_text(full))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.telegram import serve
+from adapters.telegram.adapter import serve
 from core.events import ConversationKey
 from core.generation.scripted import ScriptedGenerator
 from core.storage.sqlite import SQLiteStore

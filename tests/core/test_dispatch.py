@@ -76,12 +76,12 @@ async def test_oversized_message_is_cut_with_a_notice(app, outbox):
 
 
 async def test_a_flooding_user_is_told_once_per_window(outbox):
-    from core.app import App
+    from bots.app_factory import bot_app
     from core.generation.scripted import ScriptedGenerator
     from core.storage.sqlite import SQLiteStore
 
     settings = make_settings(limits={"user_burst": 2, "user_messages_per_minute": 1})
-    async with App(settings, store=SQLiteStore(":memory:"), generator=ScriptedGenerator(["ok"]), features=[]) as app:
+    async with bot_app(settings, store=SQLiteStore(":memory:"), generator=ScriptedGenerator(["ok"]), features=[]) as app:
         for _ in range(6):
             await app.dispatcher.feed(make_event("spam"), outbox)
     notices = [text for text in outbox.texts if "too fast" in text]
@@ -141,10 +141,10 @@ class FailingGenerator:
 
 
 async def test_a_generation_failure_apologises_and_the_turn_is_still_stored(settings, outbox):
-    from core.app import App
+    from bots.app_factory import bot_app
     from core.storage.sqlite import SQLiteStore
 
-    async with App(settings, store=SQLiteStore(":memory:"), generator=FailingGenerator(), features=[]) as app:
+    async with bot_app(settings, store=SQLiteStore(":memory:"), generator=FailingGenerator(), features=[]) as app:
         event = make_event("hello")
         await app.dispatcher.feed(event, outbox)
         assert outbox.texts == [GenerationError.user_message]
@@ -154,10 +154,10 @@ async def test_a_generation_failure_apologises_and_the_turn_is_still_stored(sett
 
 async def test_the_chain_is_visible_and_routes_match_in_order(app, outbox):
     assert app.dispatcher.describe() == [
-        "dedupe",
-        "drop_banned",
-        "rate_limit",
-        "input_limits",
+        "recovery:dedupe",
+        "access:drop_banned",
+        "limits:rate_limit",
+        "input:input_limits",
         "route:command",
         "route:chat",
     ]
@@ -167,7 +167,7 @@ async def test_the_chain_is_visible_and_routes_match_in_order(app, outbox):
         seen.append(ctx.event.text)
         await ctx.reply("FAQ answer")
 
-    app.router.add(Route("faq", lambda ctx: "refund" in ctx.event.text, faq), before="chat")
+    app.seams.routes.add(Route("faq", lambda ctx: "refund" in ctx.event.text, faq), before="chat")
     await app.dispatcher.feed(make_event("how do I get a refund?"), outbox)
     assert seen == ["how do I get a refund?"] and outbox.last == "FAQ answer"
 
@@ -176,20 +176,20 @@ async def test_an_unexpected_error_gets_an_apology_not_a_crash(app, outbox):
     async def broken(ctx):
         raise RuntimeError("bug")
 
-    app.router.add(Route("broken", lambda ctx: True, broken), before="command")
+    app.seams.routes.add(Route("broken", lambda ctx: True, broken), before="command")
     await app.dispatcher.feed(make_event("anything"), outbox)
     assert outbox.last == "Sorry, something went wrong. Please try again."
 
 
 async def test_streamed_reply_finishes_with_full_text():
-    from core.app import App
+    from bots.app_factory import bot_app
     from core.generation.scripted import ScriptedGenerator
     from core.storage.sqlite import SQLiteStore
 
     long_reply = " ".join(f"word{i}" for i in range(400))
     settings = make_settings(model={"backend": "scripted", "generation": {"max_new_tokens": 1000}})
     outbox = RecordingOutbox(max_message_length=200, interval=0.0)
-    async with App(settings, store=SQLiteStore(":memory:"), generator=ScriptedGenerator([long_reply]), features=[]) as app:
+    async with bot_app(settings, store=SQLiteStore(":memory:"), generator=ScriptedGenerator([long_reply]), features=[]) as app:
         await app.dispatcher.feed(make_event("tell me a long story"), outbox)
     assert len(outbox.texts) > 1 and all(len(text) <= 200 for text in outbox.texts)
     assert " ".join(outbox.texts).split() == long_reply.split()

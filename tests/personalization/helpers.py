@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.app import App
+from bots.app_factory import bot_app
+from core.runtime import Runtime
 from core.events import ChatKind, Chunk, FinishReason, GenerationRequest, Reply
 from core.generation.scripted import ScriptedGenerator
 from core.personalization import setup_personalization
@@ -78,17 +79,17 @@ def bot_settings(**personalization):
 async def personal_app(
     db: Path | str = ":memory:", *, replies=None, embedder=None, settings=None, generator=None, context_window=2048,
     **personalization,
-) -> AsyncIterator[App]:
+) -> AsyncIterator[Runtime]:
     generator = generator or ScriptedGenerator(replies or ["Nice to hear that!"], context_window=context_window)
-    app = App(
+    app = bot_app(
         settings or bot_settings(**personalization),
         store=SQLiteStore(db),
         generator=generator,
         embedder=embedder or HashingEmbedder(),
         features=[setup_personalization],
     )
-    async with app:
-        yield app
+    async with app as running:
+        yield running
 
 
 class ReplyOutbox(RecordingOutbox):
@@ -103,20 +104,20 @@ class ReplyOutbox(RecordingOutbox):
         return await super().send(key, reply)
 
 
-async def say(app: App, text: str, user: str = "telegram:1", chat: str | None = None, *, group: bool = False) -> ReplyOutbox:
+async def say(app: Runtime, text: str, user: str = "telegram:1", chat: str | None = None, *, group: bool = False) -> ReplyOutbox:
     outbox = ReplyOutbox()
     kind = ChatKind.GROUP if group else ChatKind.PRIVATE
     await app.dispatcher.feed(make_event(text, user, chat, kind=kind), outbox)
     return outbox
 
 
-def last_prompt(app: App) -> str:
+def last_prompt(app: Runtime) -> str:
     """Everything the model saw for the last reply, as one string."""
     request = app.generator.requests[-1]
     return "\n".join(f"{m.role}: {m.content}" for m in request.messages)
 
 
-def context_facts(app: App) -> list[str]:
+def context_facts(app: Runtime) -> list[str]:
     """The lines of the untrusted context turn of the last prompt (memories, name), best first."""
     from core.prompt import CONTEXT_INTRO
 
@@ -126,7 +127,7 @@ def context_facts(app: App) -> list[str]:
     return [line.removeprefix("- ") for line in messages[1].content.splitlines()[1:]]
 
 
-def system_prompt(app: App) -> str:
+def system_prompt(app: Runtime) -> str:
     return app.generator.requests[-1].messages[0].content
 
 

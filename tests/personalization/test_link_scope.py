@@ -58,9 +58,9 @@ async def test_codes_are_single_use_and_expire_and_refusals_reveal_nothing():
         assert (await say(app, f"/link {code.lower()}", user=DC)).last.startswith("Linked")
         assert (await say(app, f"/link {code}", user="discord:10")).last == refusal  # used up
         # expired: the same answer as a code that never existed
-        app.personalization.links.clock = lambda: 1e12
+        app.services.personalization.links.clock = lambda: 1e12
         code = (await say(app, "/link", user="telegram:5")).last.split("Your link code: ")[1].split()[0]
-        app.personalization.links.clock = lambda: 1e12 + 61
+        app.services.personalization.links.clock = lambda: 1e12 + 61
         assert (await say(app, f"/link {code}", user="discord:11")).last == refusal
         assert await app.store.linked_identities("telegram:5") == ["telegram:5"]
 

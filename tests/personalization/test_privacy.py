@@ -90,7 +90,7 @@ async def test_the_confirmation_expires():
     async with personal_app(forget_confirm_ttl_s=60) as app:
         await say(app, "I live in Berlin")
         now = [1000.0]
-        app.personalization.monotonic = lambda: now[0]
+        app.services.personalization.monotonic = lambda: now[0]
         await say(app, "/forget")
         now[0] += 61
         assert "Send /forget first" in (await say(app, "/forget confirm")).last

@@ -164,7 +164,7 @@ async def test_interest_vector_is_the_decayed_mean_of_message_embeddings():
         for text in ["Hello!", first, "where do I live?", "I live in Berlin", second, "ok thanks"]:
             await say(app, text)
         profile = await app.store.get_profile("telegram:1")
-        a, b = app.embedder.vector(first), app.embedder.vector(second)
+        a, b = app.embedder.loaded.vector(first), app.embedder.loaded.vector(second)
         assert profile.interest_count == 2  # greetings, questions and personal facts are not interests
         assert profile.interest == pytest.approx(tuple((0.5 * a + b) / 1.5), abs=1e-6)
 

@@ -6,7 +6,8 @@ from core.errors import ConfigError
 from core.events import CommandCall
 from core.personalization.catalog import Catalog
 from core.personalization.scoring import smoothed_similarity
-from core.personalization.settings import CatalogItem, load_personalization
+from core.catalog import CatalogItem
+from core.personalization.settings import load_personalization
 from tests.conftest import make_settings
 from tests.personalization.helpers import CATALOG, HashingEmbedder, personal_app, say
 
@@ -77,12 +78,12 @@ def test_catalog_and_options_are_validated_naming_the_field():
 async def test_a_disabled_feature_registers_nothing():
     async with personal_app(enabled=False) as app:
         assert app.commands.find(CommandCall("recommend")) is None
-        assert app.chat.contributors == [] and app.chat.observers == []
+        assert app.seams.prompt_contributors == [] and app.seams.turn_observers == []
 
 
 async def test_personas_are_ranked_by_p_against_the_interest_vector():
     async with personal_app() as app:
-        feature = app.personalization
+        feature = app.services.personalization
         for persona in app.personas.all():
             text = f"{persona.title}. {persona.description} {persona.style}"
-            assert feature.best_persona(app.embedder.vector(text)).name == persona.name
+            assert feature.best_persona(app.embedder.loaded.vector(text)).name == persona.name

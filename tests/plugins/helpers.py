@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from core.app import App
+from bots.app_factory import bot_app
+from core.runtime import Runtime
 from core.plugins import setup_plugins
 from core.settings import BotSettings
 
@@ -37,11 +38,11 @@ async def plugin_app(
     replies: Sequence[str] = ("Model reply.",),
     embedder: Any = None,
     store: Any = None,
-) -> AsyncIterator[App]:
+) -> AsyncIterator[Runtime]:
     from core.generation.scripted import ScriptedGenerator
     from core.storage.sqlite import SQLiteStore
 
-    async with App(
+    async with bot_app(
         settings,
         store=store or SQLiteStore(":memory:"),
         generator=ScriptedGenerator(list(replies)),

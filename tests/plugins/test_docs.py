@@ -23,7 +23,7 @@ async def test_the_guides_minimal_plugin_runs_as_printed(tmp_path):
     plugins = tomllib.loads(block("toml"))["plugins"]
     async with plugin_app(bot_settings(tmp_path, plugins)) as app:
         outbox = RecordingOutbox()
-        app.plugins.register_outbox("telegram", outbox)
+        app.seams.outboxes.register("telegram", outbox)
         for text in ["/ticket open 打印机坏了", "/ticket list", "what is my ticket status?"]:
             await app.dispatcher.feed(make_event(text), outbox)
         assert outbox.texts == [
@@ -31,10 +31,10 @@ async def test_the_guides_minimal_plugin_runs_as_printed(tmp_path):
             "#1: 打印机坏了",
             "You have 1 open ticket(s). Send /ticket list to see them.",
         ]
-        [job] = await app.plugins.loaded["tickets"].ctx.jobs()
-        await app.plugins.scheduler.run_due(job.run_at)
+        [job] = await app.services.plugins.loaded["tickets"].ctx.jobs()
+        await app.services.plugins.scheduler.run_due(job.run_at)
         assert outbox.last == "Is ticket #1 solved? Reply here if not."
-        assert (await app.plugins.export_user("telegram:1"))["tickets"] == {"tickets": ["打印机坏了"]}
+        assert (await app.services.plugins.export_user("telegram:1"))["tickets"] == {"tickets": ["打印机坏了"]}
         await app.dispatcher.feed(make_event("/ticket open again"), outbox)
-        assert await app.plugins.forget_user("telegram:1") == {"tickets": 2}
-        assert (await app.plugins.export_user("telegram:1"))["tickets"] == {"tickets": []}
+        assert await app.services.plugins.forget_user("telegram:1") == {"tickets": 2}
+        assert (await app.services.plugins.export_user("telegram:1"))["tickets"] == {"tickets": []}

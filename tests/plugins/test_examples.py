@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from adapters.console import ConsoleOutbox, console_event
+from adapters.console.adapter import ConsoleOutbox, console_event
 from core.events import ChatKind, ConversationKey
 from core.settings import LimitsSettings, ModelSettings, load_bot_settings
 from tests.conftest import make_event
@@ -45,7 +45,7 @@ class Console:
         self.buffer = io.StringIO()
         self.outbox = ConsoleOutbox(self.buffer, stream=False)
         if connect:  # as an adapter does at start, so jobs can post before anyone chats
-            app.plugins.register_outbox("console", self.outbox)
+            app.seams.outboxes.register("console", self.outbox)
 
     async def say(self, text: str) -> str:
         start = self.buffer.tell()
@@ -89,7 +89,7 @@ async def test_kb_search_and_admin_reload(tmp_path):
         (tmp_path / "support_kb" / "legacy.txt").write_bytes("caf\xe9".encode("latin-1"))
         reloaded = await console.say("/admin kb reload")
         assert reloaded == (
-            "Reloaded the knowledge base: 5 documents, 9 passages. Skipped: legacy.txt (UnicodeDecodeError)."
+            "Reloaded the knowledge base: 5 documents, 9 passages. Skipped: legacy.txt (not UTF-8)."
         )
         assert "warranty.md › Warranty" in await console.say("/kb search warranty")
         outbox = RecordingOutbox()
@@ -99,7 +99,7 @@ async def test_kb_search_and_admin_reload(tmp_path):
 
 async def test_a_missing_knowledge_folder_disables_only_the_plugin(tmp_path):
     async with plugin_app(shipped_bot("support", tmp_path), embedder=HashingEmbedder()) as app:
-        status = app.plugins.statuses["knowledge"]
+        status = app.services.plugins.statuses["knowledge"]
         assert (status.state, status.reason.split(":")[0]) == ("disabled", "setup failed")
         assert "does not exist" in status.reason
         assert await Console(app).say("hello") == "Model reply."
@@ -118,9 +118,9 @@ async def test_reminders_are_set_listed_delivered_and_cancelled():
         listed = await console.say("/remind list")
         assert listed.splitlines()[0] == "Your reminders:"
         assert listed.splitlines()[1].endswith("— stretch") and listed.splitlines()[2].endswith("— 开会")
-        job = (await app.plugins.loaded["reminders"].ctx.jobs(user="console:ada"))[0]
+        job = (await app.services.plugins.loaded["reminders"].ctx.jobs(user="console:ada"))[0]
         mark = console.buffer.tell()
-        assert await app.plugins.scheduler.run_due(job.run_at + 1) == 1
+        assert await app.services.plugins.scheduler.run_due(job.run_at + 1) == 1
         assert console.since(mark) == "⏰ Reminder: stretch"
         assert await console.say("/remind cancel 2") == "Cancelled reminder #2: 开会"
         assert await console.say("/remind list") == "You have no reminders. Say “remind me in 20 minutes to stretch”."
@@ -133,9 +133,9 @@ async def test_a_reminder_goes_to_the_chat_and_thread_it_was_asked_in():
         event = dataclasses.replace(event, key=ConversationKey("telegram", "-100", "12"))  # a forum topic
         await app.dispatcher.feed(event, outbox)
         delivery = RecordingOutbox()
-        app.plugins.register_outbox("telegram", delivery)
-        job = (await app.plugins.loaded["reminders"].ctx.jobs(user="telegram:7"))[0]
-        await app.plugins.scheduler.run_due(job.run_at)
+        app.seams.outboxes.register("telegram", delivery)
+        job = (await app.services.plugins.loaded["reminders"].ctx.jobs(user="telegram:7"))[0]
+        await app.services.plugins.scheduler.run_due(job.run_at)
         assert job.key.qualified == "telegram:-100/12"
         assert delivery.texts == ["⏰ Reminder for Tester: deploy"]
 
@@ -155,7 +155,7 @@ async def test_a_reminder_goes_to_the_chat_and_thread_it_was_asked_in():
 async def test_bad_reminder_requests_get_a_clear_answer(text, answer):
     async with plugin_app(shipped_bot("team")) as app:
         assert (await Console(app).say(text)).startswith(answer)
-        assert await app.plugins.loaded["reminders"].ctx.jobs() == []
+        assert await app.services.plugins.loaded["reminders"].ctx.jobs() == []
 
 
 async def test_nobody_cancels_or_lists_someone_elses_reminder():
@@ -172,11 +172,11 @@ async def test_reminders_survive_a_restart(tmp_path):
     database = tmp_path / "team.db"
     async with plugin_app(shipped_bot("team"), store=SQLiteStore(database)) as app:
         await Console(app).say("remind me in 2 hours to send the report")
-        due = (await app.plugins.loaded["reminders"].ctx.jobs())[0].run_at
+        due = (await app.services.plugins.loaded["reminders"].ctx.jobs())[0].run_at
     async with plugin_app(shipped_bot("team"), store=SQLiteStore(database)) as app:
         buffer = io.StringIO()
-        app.plugins.register_outbox("console", ConsoleOutbox(buffer, stream=False))
-        await app.plugins.scheduler.run_due(due)
+        app.seams.outboxes.register("console", ConsoleOutbox(buffer, stream=False))
+        await app.services.plugins.scheduler.run_due(due)
         assert buffer.getvalue() == "⏰ Reminder: send the report"
 
 
@@ -225,14 +225,14 @@ async def test_answers_in_other_scripts_and_with_accents_are_recognised():
 
 async def test_lessons_join_the_bot_catalog():
     async with plugin_app(shipped_bot("tutor"), embedder=HashingEmbedder()) as app:
-        assert [item.id for item in app.plugins.catalog()][:3] == ["fractions-1", "fractions-2", "python-1"]
+        assert [item.id for item in app.services.plugins.catalog()][:3] == ["fractions-1", "fractions-2", "python-1"]
 
 
 async def test_a_broken_lesson_file_is_named_and_the_tutor_still_chats(tmp_path):
     (tmp_path / "my_lessons.toml").write_text('[[lessons]]\nid = "a"\ntitle = "A"\nlevel = 0\ntext = "x"\n')
     settings = shipped_bot("tutor", tmp_path, lessons={"file": "my_lessons.toml"})
     async with plugin_app(settings, embedder=HashingEmbedder()) as app:
-        reason = app.plugins.statuses["lessons"].reason
+        reason = app.services.plugins.statuses["lessons"].reason
         assert "my_lessons.toml: lessons.0.level: Input should be greater than or equal to 1" in reason
         assert await Console(app).say("hi") == "Model reply."
 
@@ -247,11 +247,11 @@ async def test_daily_checkin_is_opt_in_arrives_at_the_chosen_local_time_and_repe
         assert await console.say("/daily on 8:30 Asia/Shanghai") == (
             "Done: I'll check in every day at 08:30 (Asia/Shanghai). /daily off stops it."
         )
-        job = (await app.plugins.loaded["daily"].ctx.jobs(user="console:ada"))[0]
+        job = (await app.services.plugins.loaded["daily"].ctx.jobs(user="console:ada"))[0]
         local = datetime.fromtimestamp(job.run_at, ZoneInfo("Asia/Shanghai"))
         assert (local.hour, local.minute) == (8, 30)
         mark = console.buffer.tell()
-        await app.plugins.scheduler.run_due(job.run_at)
+        await app.services.plugins.scheduler.run_due(job.run_at)
         checkin = console.since(mark)
         messages = [m.replace("{name}", ", ada") for m in app.settings.plugins["daily"]["messages"]]
         assert checkin in messages
@@ -265,7 +265,7 @@ async def test_daily_checkin_is_set_up_in_private_only():
         outbox = RecordingOutbox()
         await app.dispatcher.feed(make_event("/daily on 09:00", chat="-3", kind=ChatKind.GROUP), outbox)
         assert outbox.texts == ["Let's set that up privately: send me /daily on 08:30 in a direct chat."]
-        assert await app.plugins.loaded["daily"].ctx.jobs() == []
+        assert await app.services.plugins.loaded["daily"].ctx.jobs() == []
 
 
 @pytest.mark.parametrize(
@@ -296,8 +296,8 @@ async def test_a_late_checkin_after_downtime_is_skipped_not_sent_at_night():
     async with plugin_app(shipped_bot("companion")) as app:
         console = Console(app, connect=True)
         await console.say("/daily on 08:30 UTC")
-        job = (await app.plugins.loaded["daily"].ctx.jobs())[0]
+        job = (await app.services.plugins.loaded["daily"].ctx.jobs())[0]
         mark = console.buffer.tell()
-        await app.plugins.scheduler.run_due(job.run_at + 10 * 3600)
+        await app.services.plugins.scheduler.run_due(job.run_at + 10 * 3600)
         assert console.since(mark) == ""
         assert (await app.store.get_job(job.id)).run_at == job.run_at + 86400

@@ -9,7 +9,7 @@ import pytest
 from core.errors import ConfigError
 from core.events import ChatKind, ConversationKey, IncomingMessage, UserRef
 from core.plugins import Plugin, keyword, predicate, regex
-from core.plugins.manager import apology
+from core.plugins.wiring import apology
 from tests.conftest import make_event
 from tests.fakes import RecordingOutbox
 from tests.plugins.helpers import bot_settings, plugin_app, write_plugin
@@ -86,7 +86,7 @@ async def test_a_regex_handler_answers_instead_of_the_model_with_its_match(app):
 
 async def test_continue_lets_the_model_answer_after_the_handler_ran(app):
     assert await say(app, "maybe later") == ["Model reply. — probe"]
-    assert app.plugins.loaded["probe"].plugin.message_handlers[2].handler.__globals__["seen"] == ["maybe later"]
+    assert app.services.plugins.loaded["probe"].plugin.message_handlers[2].handler.__globals__["seen"] == ["maybe later"]
 
 
 async def test_group_messages_not_addressed_to_the_bot_reach_only_handlers_that_ask(app):
@@ -115,7 +115,7 @@ async def test_a_raising_plugin_gets_the_user_an_apology_and_the_bot_goes_on(app
     assert f"plugin probe: {what} failed" in caplog.text
     assert await say(app, "order PB-7") == ["Order PB-7 is on its way."]
     assert await say(app, "hello") == ["Model reply. — probe"]
-    assert app.plugins.loaded["probe"].failures == 1
+    assert app.services.plugins.loaded["probe"].failures == 1
 
 
 async def test_a_middleware_may_refuse_with_its_own_answer(app):
@@ -144,17 +144,17 @@ async def test_errors_in_the_rest_of_the_chain_are_not_blamed_on_a_plugin_middle
     async def broken(ctx):
         raise RuntimeError("core bug")
 
-    app.router.add(Route("broken", lambda ctx: ctx.event.text == "trip", broken), before="chat")
+    app.seams.routes.add(Route("broken", lambda ctx: ctx.event.text == "trip", broken), before="chat")
     with caplog.at_level(logging.ERROR):
         assert await say(app, "trip") == [PersonabotError.user_message]
     assert "core bug" in caplog.text
     assert "plugin probe" not in caplog.text
-    assert app.plugins.loaded["probe"].failures == 0
+    assert app.services.plugins.loaded["probe"].failures == 0
 
 
 async def test_middlewares_and_routes_are_visible_in_the_chain(app):
     chain = app.dispatcher.describe()
-    assert chain.index("input_limits") < chain.index("plugin:probe:gate")
+    assert chain.index("input:input_limits") < chain.index("feature:plugin:probe:gate")
     assert chain.index("route:command") < chain.index("route:plugin:probe:order") < chain.index("route:chat")
 
 

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from core.errors import ConfigError
-from core.plugins.manager import apology
+from core.plugins.wiring import apology
 from tests.conftest import make_event
 from tests.fakes import RecordingOutbox
 from tests.plugins.helpers import bot_settings, plugin_app, write_plugin
@@ -41,7 +41,7 @@ async def test_a_local_module_is_loaded_by_path_with_its_config(tmp_path):
     plugins = {"enabled": ["hello"], "paths": {"hello": "hello.py"}, "hello": {"greeting": "你好", "times": 2}}
     async with plugin_app(bot_settings(tmp_path, plugins)) as app:
         assert await ask(app, "/hello 世界") == "你好 你好, 世界"
-        status = app.plugins.statuses["hello"]
+        status = app.services.plugins.statuses["hello"]
         assert (status.state, status.commands) == ("active", ("/hello",))
         spec = next(spec for spec in app.commands.user_commands() if spec.name == "hello")
         assert spec.owner == "hello"  # adapters publish it like any core command
@@ -81,12 +81,12 @@ async def test_an_installed_package_is_found_through_its_entry_point(tmp_path, m
     monkeypatch.syspath_prepend(str(site))
     async with plugin_app(bot_settings(tmp_path, {"enabled": ["hello"]})) as app:
         assert await ask(app, "/hello") == "Hello, you"
-        assert app.plugins.statuses["hello"].origin == "entry point acme_hello:plugin (acme-hello 1.2)"
+        assert app.services.plugins.statuses["hello"].origin == "entry point acme_hello:plugin (acme-hello 1.2)"
 
 
 async def test_bundled_examples_load_by_name(tmp_path):
     async with plugin_app(bot_settings(tmp_path, {"enabled": ["reminders"]})) as app:
-        assert app.plugins.statuses["reminders"].origin == "bundled example"
+        assert app.services.plugins.statuses["reminders"].origin == "bundled example"
         assert (await ask(app, "/remind list")).startswith("You have no reminders.")
 
 
@@ -181,7 +181,7 @@ async def test_a_plugin_whose_setup_fails_is_disabled_and_the_bot_starts_without
     plugins = {"enabled": ["fragile", "hello"], "paths": {"fragile": "fragile.py", "hello": "hello.py"}}
     with caplog.at_level(logging.ERROR):
         async with plugin_app(bot_settings(tmp_path, plugins)) as app:
-            status = app.plugins.statuses["fragile"]
+            status = app.services.plugins.statuses["fragile"]
             assert status.state == "disabled"
             assert status.reason == "setup failed: RuntimeError: database of fragile is gone"
             assert "Unknown command" in await ask(app, "/fragile")
@@ -194,7 +194,7 @@ async def test_a_plugin_whose_setup_fails_is_disabled_and_the_bot_starts_without
 async def test_a_plugin_that_fails_to_import_is_disabled(tmp_path):
     write_plugin(tmp_path, "broken", "import nonexistent_module_xyz\n")
     async with plugin_app(bot_settings(tmp_path, {"enabled": ["broken"], "paths": {"broken": "broken.py"}})) as app:
-        status = app.plugins.statuses["broken"]
+        status = app.services.plugins.statuses["broken"]
         assert status.state == "disabled"
         assert "import failed: ModuleNotFoundError" in status.reason
         assert await ask(app, "hi") == "Model reply."
@@ -203,7 +203,7 @@ async def test_a_plugin_that_fails_to_import_is_disabled(tmp_path):
 async def test_a_module_without_a_plugin_object_is_disabled(tmp_path):
     write_plugin(tmp_path, "empty", "x = 1\n")
     async with plugin_app(bot_settings(tmp_path, {"enabled": ["empty"], "paths": {"empty": "empty.py"}})) as app:
-        assert "has no Plugin object" in app.plugins.statuses["empty"].reason
+        assert "has no Plugin object" in app.services.plugins.statuses["empty"].reason
 
 
 async def test_a_plugin_storing_user_data_without_export_and_forget_is_refused(tmp_path):
@@ -221,7 +221,7 @@ async def test_a_plugin_storing_user_data_without_export_and_forget_is_refused(t
         """,
     )
     async with plugin_app(bot_settings(tmp_path, {"enabled": ["greedy"], "paths": {"greedy": "greedy.py"}})) as app:
-        status = app.plugins.statuses["greedy"]
+        status = app.services.plugins.statuses["greedy"]
         assert status.state == "refused"
         assert "does not implement both @plugin.export_user and @plugin.forget_user" in status.reason
         assert "Unknown command" in await ask(app, "/keep")
@@ -260,7 +260,7 @@ async def test_a_plugin_importing_a_platform_library_is_refused(tmp_path):
         """,
     )
     async with plugin_app(bot_settings(tmp_path, {"enabled": ["platformy"], "paths": {"platformy": "platformy.py"}})) as app:
-        status = app.plugins.statuses["platformy"]
+        status = app.services.plugins.statuses["platformy"]
         assert status.state == "refused"
         assert "platformy.py:5 imports discord" in status.reason
 
@@ -308,5 +308,5 @@ async def test_a_plugin_persona_clashing_with_a_bundled_one_stops_the_start(tmp_
 
 async def test_no_plugins_section_means_no_plugins(tmp_path):
     async with plugin_app(bot_settings(tmp_path, {})) as app:
-        assert app.plugins.describe() == []
+        assert app.services.plugins.describe() == []
         assert await ask(app, "/admin plugins", user="telegram:999") == "No plugins are enabled."

@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from bots.users_cli import register
-from core.app import App
+from bots.app_factory import bot_app
 from core.generation.scripted import ScriptedGenerator
 from core.personalization import setup_personalization
 from core.plugins import setup_plugins
@@ -69,7 +69,7 @@ def settings(tmp_path):
 
 @asynccontextmanager
 async def both(bot_settings_, db=":memory:"):
-    async with App(
+    async with bot_app(
         bot_settings_,
         store=SQLiteStore(db),
         generator=ScriptedGenerator(["Nice to hear that!"]),
@@ -108,8 +108,8 @@ async def test_forget_confirm_runs_the_plugins_forget_for_every_linked_identity(
         await say(app, "/forget", USER)
         assert (await say(app, "/forget confirm", USER)).last == "Done. I deleted everything I kept about you."
         assert sorted(await forgotten_by_plugin(app)) == [LINKED, USER]
-        assert await app.plugins.export_user(USER) == {"diary": {"entry": None}}
-        assert await app.plugins.export_user(OTHER) == {"diary": {"entry": "kept"}}
+        assert await app.services.plugins.export_user(USER) == {"diary": {"entry": None}}
+        assert await app.services.plugins.export_user(OTHER) == {"diary": {"entry": "kept"}}
 
 
 async def test_a_failing_plugin_forget_is_told_to_the_user_and_the_core_data_still_goes(tmp_path):
@@ -176,7 +176,7 @@ def test_the_users_cli_exports_and_forgets_plugin_data(tmp_path):
 @pytest.mark.parametrize("plugins", [False, True])
 async def test_export_has_a_plugins_key_only_when_plugins_run(tmp_path, plugins):
     features = [setup_personalization, setup_plugins] if plugins else [setup_personalization]
-    async with App(settings(tmp_path), store=SQLiteStore(":memory:"), generator=ScriptedGenerator(["ok"]),
+    async with bot_app(settings(tmp_path), store=SQLiteStore(":memory:"), generator=ScriptedGenerator(["ok"]),
                    embedder=HashingEmbedder(), features=features) as app:
         data = json.loads((await say(app, "/export")).replies[-1].attachment.data)
         assert ("plugins" in data["identities"][0]) is plugins

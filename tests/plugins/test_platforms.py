@@ -23,18 +23,18 @@ async def telegram(monkeypatch):
 
 
 async def test_telegram_publishes_plugin_commands_and_delivers_a_reminder_to_the_chat(telegram):
-    from core.app import App
+    from bots.app_factory import bot_app
     from core.storage.sqlite import SQLiteStore
 
     settings = telegram_settings(telegram).model_copy(update={"plugins": REMINDERS})
-    async with App(settings, store=SQLiteStore(":memory:"), generator=ScriptedGenerator(["Model reply."]),
+    async with bot_app(settings, store=SQLiteStore(":memory:"), generator=ScriptedGenerator(["Model reply."]),
                    features=[setup_plugins]) as app:
         async with serving(app, telegram):
             telegram.user_message("remind me in 20 minutes to stretch 🧘", chat_id=555)
             await until(telegram, lambda: any("stretch 🧘 — #1" in text for text in telegram.texts(555)))
-            job = (await app.plugins.loaded["reminders"].ctx.jobs())[0]
+            job = (await app.services.plugins.loaded["reminders"].ctx.jobs())[0]
             assert job.key.qualified == "telegram:555"
-            await app.plugins.scheduler.run_due(job.run_at)
+            await app.services.plugins.scheduler.run_due(job.run_at)
             await until(telegram, lambda: telegram.texts(555)[-1:] == ["⏰ Reminder: stretch 🧘"])
             telegram.user_message("/remind list", chat_id=555)
             await until(telegram, lambda: telegram.texts(555)[-1].startswith("You have no reminders."))
@@ -59,6 +59,6 @@ async def test_discord_publishes_plugin_slash_commands_and_delivers_a_reminder_i
                                    mentions_bot=True, name="alice")
             await fake.dispatch("MESSAGE_CREATE", message)
             await fake.wait_for(lambda: any("deploy — #1" in text for text in fake.texts_in(channel)))
-            job = (await bot.app.plugins.loaded["reminders"].ctx.jobs())[0]
-            await bot.app.plugins.scheduler.run_due(job.run_at)
+            job = (await bot.app.services.plugins.loaded["reminders"].ctx.jobs())[0]
+            await bot.app.services.plugins.scheduler.run_due(job.run_at)
             await fake.wait_for(lambda: fake.texts_in(channel)[-1:] == ["⏰ Reminder for alice: deploy"])

@@ -44,11 +44,11 @@ def settings(tmp_path):
 
 
 async def full_app(tmp_path):
-    from core.app import App
+    from bots.app_factory import bot_app
     from core.generation.scripted import ScriptedGenerator
     from core.storage.sqlite import SQLiteStore
 
-    return App(
+    return bot_app(
         settings(tmp_path),
         store=SQLiteStore(":memory:"),
         generator=ScriptedGenerator(["Model reply."]),
@@ -81,7 +81,7 @@ async def test_export_holds_what_plugins_keep_and_forget_deletes_it(tmp_path):
         stored = await app.store.export_user(USER)
         assert {row["plugin"] for row in stored["plugin_data"]} == {"notes", "lessons"}
         assert [job["payload"]["text"] for job in stored["plugin_jobs"]] == ["call the dentist"]
-        assert await app.plugins.export_user(USER) == {
+        assert await app.services.plugins.export_user(USER) == {
             "notes": {"note": "我的秘密"},
             "reminders": [{"id": 1, "at": stored["plugin_jobs"][0]["run_at"], "chat": USER, "text": "call the dentist"}],
             "lessons": {"completed": [], "current": "fractions-1", "question": None, "answered": 0, "correct": 0},
@@ -89,7 +89,7 @@ async def test_export_holds_what_plugins_keep_and_forget_deletes_it(tmp_path):
         await say(app, "/forget", USER)
         assert (await say(app, "/forget confirm", USER)).texts == ["Done. I deleted everything I kept about you."]
         assert await plugin_rows(app, USER) == 0
-        assert await app.plugins.export_user(USER) == {"notes": {"note": None}, "reminders": [], "lessons": None}
+        assert await app.services.plugins.export_user(USER) == {"notes": {"note": None}, "reminders": [], "lessons": None}
         assert await plugin_rows(app, OTHER) == 3  # someone else's data stays
 
 
@@ -115,7 +115,7 @@ async def test_export_json_of_the_personalization_feature_carries_plugin_rows(tm
 async def test_the_managers_forget_runs_every_plugins_forget_and_clears_framework_rows(tmp_path):
     async with await full_app(tmp_path) as app:
         await leave_traces(app, USER)
-        counts = await app.plugins.forget_user(USER)
+        counts = await app.services.plugins.forget_user(USER)
         assert counts == {"notes": 1, "reminders": 1, "lessons": 1}
         assert await plugin_rows(app, USER) == 0
 
@@ -124,7 +124,7 @@ async def test_a_failing_plugin_forget_is_reported_after_the_others_ran(tmp_path
     async with await full_app(tmp_path) as app:
         await leave_traces(app, "telegram:666")
         with pytest.raises(PluginError, match="plugins notes failed") as error:
-            await app.plugins.forget_user("telegram:666")
+            await app.services.plugins.forget_user("telegram:666")
         assert "could not be deleted" in error.value.user_message
         assert await plugin_rows(app, "telegram:666") == 0  # framework rows went anyway
 

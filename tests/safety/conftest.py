@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from core.app import App
+from bots.app_factory import bot_app
+from core.runtime import Runtime
 from core.generation.scripted import ScriptedGenerator
 from core.safety import setup_safety
 from core.storage.sqlite import SQLiteStore
@@ -15,11 +16,11 @@ from tests.conftest import make_settings
 
 
 @contextlib.asynccontextmanager
-async def safe_app(replies=("Hello there, friend!",), store=None, generator=None, **overrides) -> AsyncIterator[App]:
+async def safe_app(replies=("Hello there, friend!",), store=None, generator=None, **overrides) -> AsyncIterator[Runtime]:
     """``async with safe_app(safety={...}, limits={...}) as app``; ``replies`` may be a callable."""
     generator = generator or ScriptedGenerator(replies if callable(replies) else list(replies))
     settings = make_settings(**overrides)
-    async with App(settings, store=store or SQLiteStore(":memory:"), generator=generator, features=[setup_safety]) as app:
+    async with bot_app(settings, store=store or SQLiteStore(":memory:"), generator=generator, features=[setup_safety]) as app:
         yield app
 
 

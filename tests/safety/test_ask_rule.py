@@ -19,12 +19,7 @@ from core.events import ConversationKey
 from core.storage.sqlite import SQLiteStore
 
 ROOT = Path(__file__).resolve().parents[2]
-# Until core.app.FEATURES lists setup_safety, add it the way the bot's wiring will.
-SHIM = (
-    "import sys, core.app; from core.safety import setup_safety\n"
-    "core.app.FEATURES.append(setup_safety) if setup_safety not in core.app.FEATURES else None\n"
-    "from bots.cli import main; sys.argv = ['personabot', *sys.argv[1:]]; main()"
-)
+SHIM = "import sys; from bots.cli import main; sys.argv = ['personabot', *sys.argv[1:]]; main()"
 BOT = 'name = "asktest"\n[model]\nbackend = "scripted"\nreplies = ["First.", "Second."]\n[storage]\npath = "ask.db"\n'
 KEY = ConversationKey("console", "ana")
 

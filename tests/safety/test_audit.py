@@ -52,7 +52,7 @@ async def test_data_commands_are_audited_and_a_forget_leaves_only_a_pseudonym(ap
         return "your data"
 
     async def forget(ctx, args):
-        await ctx.app.store.forget_user(ctx.event.user.qualified)
+        await app.store.forget_user(ctx.event.user.qualified)
         return "forgotten"
 
     app.commands.extend([CommandSpec("export", "Export", export), CommandSpec("forget", "Forget", forget)])

@@ -46,7 +46,7 @@ async def test_a_flagged_text_is_refused_even_where_the_policy_says_redact(class
         outbox = RecordingOutbox()
         await app.dispatcher.feed(make_event("hello 你好 " * 500), outbox)  # longer than the model reads
         assert outbox.texts == ["I can't respond to that message."]
-        counts = app.chat.reply_filters[-1].moderator.counts
+        counts = app.seams.reply_filters[-1].moderator.counts
         assert counts == {"input.private.refuse": 1}
 
 

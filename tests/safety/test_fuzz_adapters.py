@@ -99,7 +99,7 @@ async def telegram_round(fake, bot, app, text: str, group: bool, streaming: str)
     drafts = DraftSupport(True) if streaming == "draft" and not group else None
     outbox = TelegramOutbox(bot, interval=interval, drafts=drafts)
     await app.dispatcher.feed(event, outbox)
-    await outbox.close()
+    await outbox.aclose()
     calls = fake.calls[calls_before:]
     assert [c.method for c in calls if c.status != 200] == []  # Telegram refused nothing
     assert any(c.method in ("sendMessage", "sendMessageDraft") for c in calls)

@@ -24,10 +24,10 @@ class Clock:
 
 def use_clock(app, clock: Clock) -> AbuseLimiter:
     """Swap the app's limiter for one on a test clock (same settings)."""
-    chain = app.dispatcher.middlewares
-    index = [getattr(m, "__name__", "") for m in chain].index("rate_limit")
     limiter = AbuseLimiter(app.settings.limits, exempt=app.is_admin, clock=clock, today=lambda: clock.day)
-    chain[index] = limiter
+    chain = [(name, limiter if name == "limits:rate_limit" else mw) for name, mw in app.dispatcher.named_middlewares()]
+    assert "limits:rate_limit" in dict(chain)
+    app.dispatcher.set_chain(chain)
     return limiter
 
 

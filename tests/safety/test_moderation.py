@@ -91,7 +91,7 @@ async def test_dm_input_is_logged_and_answered_without_the_text_in_the_log(caplo
         moderation = [r.getMessage() for r in caplog.records if "moderation" in r.getMessage()]
         assert len(moderation) == 1 and "action=log" in moderation[0] and "sha256=" in moderation[0]
         assert "badword" not in caplog.text and "笨蛋" not in caplog.text
-        assert app.chat.reply_filters[-1].moderator.counts["input.private.log"] == 1
+        assert app.seams.reply_filters[-1].moderator.counts["input.private.log"] == 1
 
 
 async def test_groups_are_stricter_than_dms():
@@ -156,7 +156,7 @@ async def test_output_is_redacted_in_dms_and_refused_in_groups_even_while_stream
         await app.dispatcher.feed(make_event("hi", chat="-100", kind=ChatKind.GROUP), group)
         assert not any("badword" in text for _, _, text in group.log)
         assert group.texts == ["I'd rather not say that. Let's talk about something else."]
-        counts = app.chat.reply_filters[-1].moderator.counts
+        counts = app.seams.reply_filters[-1].moderator.counts
         assert (counts["output.private.redact"], counts["output.group.refuse"]) == (1, 1)
 
 

@@ -80,7 +80,7 @@ async def test_two_recoveries_of_one_turn_answer_it_once(app):
     await crash_after_storing(app, event)
     turn, reply = await app.store.turn_by_event(event.event_id)
     assert reply is None
-    results = await asyncio.gather(*(resume_turn(Context(event, outbox, app), turn) for _ in range(2)))
+    results = await asyncio.gather(*(resume_turn(Context(event, outbox), turn, app.store, app.chat) for _ in range(2)))
     assert sorted(results) == [False, True] and outbox.texts == [REPLY]
 
 
@@ -100,7 +100,7 @@ async def test_a_ban_follows_linked_identities(app):
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
-    from core.app import App
+    from bots.app_factory import bot_app
     from core.generation.scripted import ScriptedGenerator
     from core.safety import setup_safety
     from core.storage.sqlite import SQLiteStore
@@ -113,7 +113,7 @@ CHILD = textwrap.dedent(
 
     async def main():
         generator = ScriptedGenerator(reply, hold=asyncio.Event())  # never released
-        async with App(make_settings(), store=SQLiteStore(sys.argv[1]), generator=generator,
+        async with bot_app(make_settings(), store=SQLiteStore(sys.argv[1]), generator=generator,
                        features=[setup_safety]) as app:
             await app.dispatcher.feed(make_event("survive me", event_id="telegram:update:77"), RecordingOutbox())
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from core.errors import GenerationError
 from core.generation.scripted import ScriptedGenerator
-from core.safety.secrets import SecretRedactor, secret_env_names
+from core.logmask import SecretMask, masking, secret_env_names
 from tests.conftest import make_event, make_settings
 from tests.fakes import RecordingOutbox
 from tests.safety.conftest import safe_app
@@ -33,32 +33,42 @@ def test_secret_names_come_from_every_section_that_names_one():
     assert names == sorted(["DEEP", "DISCORD_BOT_TOKEN", "EXTRA_KEY", "OPENAI_KEY", "PLUGIN_KEY", "TELEGRAM_BOT_TOKEN"])
 
 
-def test_the_redactor_masks_messages_arguments_tracebacks_and_stacks():
+def test_the_mask_masks_messages_arguments_tracebacks_stacks_and_url_forms():
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     logger = logging.getLogger("test.secrets.unit")
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
-    uninstall = SecretRedactor([TOKEN, "abc"]).install()  # "abc" is too short to mask
     try:
-        logger.info("GET https://api.telegram.org/bot%s/getMe", TOKEN)
-        try:
-            raise RuntimeError(f"bad token {TOKEN}")
-        except RuntimeError:
-            logger.exception("failed", stack_info=True)
-        logger.info("abc stays")
+        with masking(TOKEN, "abc"):  # "abc" is too short to mask
+            logger.info("GET https://api.telegram.org/bot%s/getMe", TOKEN)
+            logger.info("quoted %s", TOKEN.replace(":", "%3A"))
+            try:
+                raise RuntimeError(f"bad token {TOKEN}")
+            except RuntimeError:
+                logger.exception("failed", stack_info=True)
+            logger.info("abc stays")
     finally:
-        uninstall()
         logger.removeHandler(handler)
     output = stream.getvalue()
     assert TOKEN not in output and "7654321" not in output
-    assert "bot***/getMe" in output and "RuntimeError: bad token ***" in output and "abc stays" in output
+    assert "bot***/getMe" in output and "quoted ***" in output
+    assert "RuntimeError: bad token ***" in output and "abc stays" in output
     logger.addHandler(handler)
     try:
-        logger.info("after %s", TOKEN)  # uninstalled: records are no longer touched
+        logger.info("after %s", TOKEN)  # released: the value is no longer masked
     finally:
         logger.removeHandler(handler)
     assert stream.getvalue().endswith(f"after {TOKEN}\n")
+
+
+def test_one_mask_serves_every_holder_until_the_last_one_lets_go():
+    mask = SecretMask()
+    with mask.masking(["first-secret"]):
+        with mask.masking(["first-secret", "second-secret"]):
+            assert mask.redact("first-secret second-secret") == "*** ***"
+        assert mask.redact("first-secret second-secret") == "*** second-secret"
+    assert mask.redact("first-secret") == "first-secret"
 
 
 async def test_no_secret_reaches_any_log_while_the_bot_runs(monkeypatch, caplog):

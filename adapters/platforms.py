@@ -1,0 +1,59 @@
+"""The platforms personabot ships adapters for: their bot-file sections (registered with
+core's settings at import), their admin policies and how each is served.
+
+Importing this module is cheap: the platform libraries load only when a platform is served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Protocol
+
+from adapters.console.adapter import console_admin_policy
+from adapters.console.settings import ConsoleSettings
+from adapters.discord.policy import role_admin_policy
+from adapters.discord.settings import DiscordSettings
+from adapters.telegram.settings import TelegramSettings
+from core.runtime import Runtime
+from core.seams import AdminPolicy
+from core.settings import BotSettings, register_platform_section
+
+if TYPE_CHECKING:
+    from core.http.operator import Operator
+
+register_platform_section("console", ConsoleSettings)
+register_platform_section("telegram", TelegramSettings)
+register_platform_section("discord", DiscordSettings)
+
+
+
+class Serve(Protocol):
+    """An adapter's entry point: serve until ``stop``; report the connection to ``operator``."""
+
+    def __call__(self, bot: Runtime, stop: asyncio.Event, operator: "Operator | None" = None) -> Awaitable[None]: ...
+
+
+def admin_policies(settings: BotSettings) -> dict[str, AdminPolicy]:
+    """Each platform's own rule for who is an admin, beside the bot file's ``admins``."""
+    return {"console": console_admin_policy, "discord": role_admin_policy(settings.platform(DiscordSettings))}
+
+
+def server(platform: str) -> Serve:
+    """The ``serve(bot, stop)`` of one platform (imports its library)."""
+    if platform == "telegram":
+        from adapters.telegram.adapter import serve as serve_telegram
+
+        return serve_telegram
+    if platform == "discord":
+        from adapters.discord.bot import serve as serve_discord
+
+        return serve_discord
+    from adapters.console.adapter import serve as serve_console
+
+    async def console(bot: Runtime, stop: asyncio.Event, operator: "Operator | None" = None) -> None:
+        if operator is not None:
+            operator.health.report("console", None)  # the terminal is there from the start
+        await serve_console(bot, stop=stop)
+
+    return console

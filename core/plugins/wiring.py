@@ -1,0 +1,216 @@
+"""How a loaded plugin attaches to the bot's seams, and the guards around every call of its code.
+
+Each part a plugin declares becomes one seam entry: commands, message handlers (routes
+before ``chat``), middlewares in their declared stage, prompt contributors, reply
+filters, personas. Every call is guarded: an exception is logged with the plugin's name,
+counted, and the user gets a short apology (PluginError); everything else goes on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+from core.commands import CommandSpec
+from core.dispatcher import Context, Handler, Route
+from core.errors import ConfigError, PersonabotError, PluginError
+from core.events import Reply
+from core.personas import Persona
+from core.plugins.api import CONTINUE, MessageHandler, Plugin, Turn
+from core.plugins.context import PluginContext
+from core.prompt import PromptSection
+from core.runtime import Runtime
+
+T = TypeVar("T")
+
+
+@dataclass
+class LoadedPlugin:
+    plugin: Plugin
+    ctx: PluginContext
+    origin: str
+    failures: int = 0  # guarded calls that raised since start
+
+
+def apology(plugin: str) -> str:
+    return f"Sorry, the {plugin} feature had a problem with that. Everything else still works; please try later."
+
+
+class PluginWiring:
+    def __init__(self, bot: Runtime) -> None:
+        self.bot = bot
+
+    def unknown_anchors(self, plugin: Plugin) -> list[str]:
+        """Middleware anchors of ``plugin`` that name no middleware registered so far."""
+        known = set(self.bot.seams.middlewares.names())
+        return [
+            f"middleware {m.name}: {'before' if m.before else 'after'} {m.before or m.after!r} names no middleware"
+            for m in plugin.middlewares
+            if (m.before or m.after) and (m.before or m.after) not in known
+        ]
+
+    def wire(self, loaded: LoadedPlugin) -> None:
+        seams, plugin = self.bot.seams, loaded.plugin
+        for spec in plugin.commands:
+            seams.commands.add(replace(spec, handler=self._command(loaded, spec)))
+        for handler in plugin.message_handlers:
+            seams.routes.add(self._route(loaded, handler), before="chat")
+        for middleware in plugin.middlewares:
+            seams.middlewares.add(
+                middleware.stage,
+                f"plugin:{plugin.name}:{middleware.name}",
+                self._middleware(loaded, middleware.handler),
+                before=middleware.before,
+                after=middleware.after,
+            )
+        for contributor in plugin.contributors:
+            seams.prompt_contributors.append(self._contributor(loaded, contributor))
+        for reply_filter in plugin.reply_filters:
+            seams.reply_filters.append(self._reply_filter(loaded, reply_filter))
+        seams.personas.extend(plugin.personas)
+
+    async def _guard(self, loaded: LoadedPlugin, what: str, call: Awaitable[T]) -> T:
+        """Await a plugin's code: its deliberate PersonabotErrors pass, anything else becomes an apology."""
+        try:
+            return await call
+        except Exception as exc:
+            if isinstance(exc, PersonabotError) and not isinstance(exc, ConfigError):
+                raise  # a deliberate answer (usage, not found…); a ConfigError is the plugin's bug
+            raise self._failure(loaded, what, exc) from exc
+
+    @staticmethod
+    def _failure(loaded: LoadedPlugin, what: str, exc: Exception) -> PluginError:
+        loaded.failures += 1
+        loaded.ctx.log.error("plugin %s: %s failed: %s", loaded.plugin.name, what, exc, exc_info=exc)
+        return PluginError(
+            f"plugin {loaded.plugin.name}: {what} failed: {type(exc).__name__}: {exc}",
+            user_message=apology(loaded.plugin.name),
+        )
+
+    def _command(self, loaded: LoadedPlugin, spec: CommandSpec) -> Callable[[Context, tuple[str, ...]], Awaitable[Any]]:
+        handler = spec.handler
+
+        async def run(ctx: Context, args: tuple[str, ...]) -> Reply | str | None:
+            turn = Turn(loaded.ctx, ctx, args=args)
+            return await self._guard(loaded, f"command /{spec.qualified_name}", handler(turn))  # type: ignore[arg-type]
+
+        return run
+
+    def _route(self, loaded: LoadedPlugin, declared: MessageHandler) -> Route:
+        name = f"plugin:{loaded.plugin.name}:{declared.name}"
+        match_key = f"match:{name}"
+
+        def matches(ctx: Context) -> bool:
+            event = ctx.event
+            if event.command is not None or not (event.addressed_to_bot or declared.unaddressed):
+                return False
+            try:
+                result = declared.trigger.test(event)
+            except Exception:
+                loaded.failures += 1
+                loaded.ctx.log.exception("plugin %s: trigger of %s failed", loaded.plugin.name, declared.name)
+                return False
+            if not result:
+                return False
+            ctx.state[match_key] = result if isinstance(result, re.Match) else None
+            return True
+
+        async def handle(ctx: Context) -> None:
+            turn = Turn(loaded.ctx, ctx, match=ctx.state.pop(match_key, None))
+            answer = await self._guard(loaded, f"message handler {declared.name}", declared.handler(turn))
+            if answer is CONTINUE:
+                await self._route_after(ctx, name)
+                return
+            for notice in ctx.notices:
+                await ctx.reply(notice)
+            ctx.notices.clear()
+            if answer is not None:
+                reply = answer if isinstance(answer, Reply) else Reply(str(answer))
+                await ctx.reply(reply)
+                await self._record(ctx, reply.text)
+
+        return Route(name, matches, handle)
+
+    async def _record(self, ctx: Context, answer: str) -> None:
+        """Keep a handler's exchange in the conversation, as a chat turn is kept.
+
+        The model then sees it in later prompts, and the message counts as stored and
+        answered (`personabot ask`, de-duplication, /export). Stored once answered, so a
+        crash in between leaves no turn for crash recovery to give to the model instead.
+        """
+        event, store = ctx.event, self.bot.store
+        async with self.bot.chat.lock(event.key.qualified):
+            await store.touch_user(event.user.qualified, event.user_display_name)
+            conversation = await store.active_conversation(event.key)
+            turn = await store.add_user_message(conversation.id, event.user.qualified, event.text, event.event_id)
+            await store.add_reply(turn.id, answer)
+
+    async def _route_after(self, ctx: Context, name: str) -> None:
+        """Routing continues after the route ``name`` (a handler returned CONTINUE)."""
+        routes = self.bot.seams.routes.routes
+        index = next(i for i, route in enumerate(routes) if route.name == name)
+        for route in routes[index + 1 :]:
+            if route.matches(ctx):
+                ctx.state["route"] = route.name
+                await route.handle(ctx)
+                return
+
+    def _middleware(self, loaded: LoadedPlugin, middleware: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        label = getattr(middleware, "__name__", "middleware")
+
+        async def plugin_middleware(ctx: Context, call_next: Handler) -> None:
+            downstream: list[BaseException] = []
+            done = False
+
+            async def next_step() -> None:
+                nonlocal done
+                if done:
+                    return  # called twice: the event was already handled
+                done = True
+                try:
+                    await call_next(ctx)
+                except BaseException as exc:
+                    downstream.append(exc)
+                    raise
+
+            try:
+                await middleware(Turn(loaded.ctx, ctx), next_step)
+            except Exception as exc:
+                if (downstream and exc is downstream[0]) or (
+                    isinstance(exc, PersonabotError) and not isinstance(exc, ConfigError)
+                ):
+                    raise  # not a failure of the plugin: the dispatcher answers it
+                failure = self._failure(loaded, f"middleware {label}", exc)
+                if done:
+                    return  # the user has their answer already; an apology now would only confuse
+                raise failure from exc
+
+        return plugin_middleware
+
+    def _contributor(self, loaded: LoadedPlugin, contributor: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[list[PromptSection]]]:
+        async def contribute(ctx: Context, persona: Persona) -> list[PromptSection]:
+            """A failing contributor costs its context only: the reply still comes."""
+            try:
+                produced = await contributor(Turn(loaded.ctx, ctx), persona) or ()
+                sections = [item if isinstance(item, PromptSection) else PromptSection(str(item)) for item in produced]
+            except Exception:
+                loaded.failures += 1
+                loaded.ctx.log.exception("plugin %s: prompt contributor failed", loaded.plugin.name)
+                return []
+            return sections
+
+        return contribute
+
+    def _reply_filter(self, loaded: LoadedPlugin, reply_filter: Callable[..., Awaitable[str]]) -> Callable[..., Awaitable[str]]:
+        async def edit(ctx: Context, text: str) -> str:
+            try:
+                edited = await reply_filter(Turn(loaded.ctx, ctx), text)
+            except Exception:
+                loaded.failures += 1
+                loaded.ctx.log.exception("plugin %s: reply filter failed; reply left as it was", loaded.plugin.name)
+                return text
+            return edited if isinstance(edited, str) else text
+
+        return edit
