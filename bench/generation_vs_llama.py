@@ -128,7 +128,7 @@ async def bench_model(name: str, path: Path, args, work: Path, quantize: str | N
                                            max_active_per_user=max(levels), engine=args.engine, compile=args.compile,
                                            quantize=quantize)
     try:
-        lines = chitchat_lines(2000)
+        lines = [line for line in chitchat_lines(4000) if len(line) <= 200]  # prompts well inside a 256-token window
         # A fresh set of first messages per level and repeat: no side finds a whole prompt in its cache.
         convos = {(n, r): [(ChatMessage("system", SYSTEM), ChatMessage("user", lines[(7 * i + 13 * n + 101 * r) % len(lines)]))
                            for i in range(max(n, args.min_replies))] for n in levels for r in range(args.repeats)}

@@ -148,7 +148,7 @@ class DecodeModel:
         sin = self.sin[positions].unsqueeze(1)
         rows = torch.arange(batch, device=self.device) if row is None else None
         at = positions[:, 0] if row is None else None
-        gqa = heads != kv_heads
+        gqa = {"enable_gqa": True} if heads != kv_heads else {}  # (torch >= 2.5 for grouped-query attention)
         hidden = self.embed(ids)
         for i, (norm1, q_proj, k_proj, v_proj, o_proj, q_norm, k_norm, scaling, norm2, gate, up, down) in enumerate(self.layers):
             x = norm1(hidden)
@@ -169,7 +169,7 @@ class DecodeModel:
                 keys[row, :, start : start + n] = k[0]
                 values[row, :, start : start + n] = v[0]
                 k_all, v_all = keys[row : row + 1, :, :kv_length], values[row : row + 1, :, :kv_length]
-            out = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask, scale=scaling, enable_gqa=gqa)
+            out = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask, scale=scaling, **gqa)
             hidden = hidden + o_proj(out.transpose(1, 2).reshape(batch, n, heads * dim))
             x = norm2(hidden)
             hidden = hidden + down(F.silu(gate(x)) * up(x))

@@ -182,6 +182,7 @@ class StaticEngine:
         self._seen[row, prompt] = True
         logits = self.decoder.prefill(row, prompt[start:], start)
         token = sample(logits[None], self._seen[row : row + 1], _RowView(self._params, row), 1, self._generator)
+        self._seen[row, token] = True  # the reply's tokens are penalised too
         self._position[row], self._count[row], self._limit[row] = len(ids), 1, request.max_new
         self.active += 1
         self._emit(row, [int(token)], outputs)

@@ -32,10 +32,10 @@ def quantize_model(model: Any, kind: str, device: str) -> Any:
     if getattr(model, "dtype", torch.float32) != torch.float32:
         raise GenerationError("int8 quantization needs a float32 model (dtype = \"float32\" or \"auto\" on a CPU)")
     try:
-        from torch.ao.quantization import quantize_dynamic
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
     except ImportError as exc:
         raise GenerationError(f"this torch ({torch.__version__}) has no dynamic quantization: {exc}") from exc
     with warnings.catch_warnings():
         # torch marks torch.ao.quantization as deprecated in favour of torchao; see the module docstring.
         warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning, UserWarning))
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)

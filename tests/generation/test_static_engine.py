@@ -148,6 +148,20 @@ def test_quantization_is_refused_where_it_cannot_run(llama_dir):
         quantize_model(model.to(torch.bfloat16), "int8", "cpu")
 
 
+@pytest.mark.parametrize(("arch", "kv_heads"), [("llama", 2), ("mistral", 2), ("qwen2", 4), ("qwen3", 2)])
+async def test_llama_family_architectures_decode_exactly(tmp_path, arch, kv_heads):
+    """Grouped-query attention, qwen2's projection biases and qwen3's q/k norms, on the static engine."""
+    folder = build_model_folder(tmp_path / arch, arch=arch, kv_heads=kv_heads)
+    gen = await TransformersGenerator.load(str(folder), batching=True, max_batch_size=4, max_active_per_user=4, engine="static")
+    try:
+        params = greedy(12, repetition_penalty=1.2)
+        results = await asyncio.gather(*(collect(gen, request(p, user=f"a{i}", params=params)) for i, p in enumerate(PROMPTS[:3])))
+        for prompt, chunks in zip(PROMPTS, results):
+            assert text_of(chunks) == reference(gen, prompt, 12, 1.2)
+    finally:
+        await gen.aclose()
+
+
 def test_the_static_engine_refuses_a_model_it_cannot_run(gpt2_dir):
     with pytest.raises(GenerationError, match="gpt2"):
         asyncio.run(TransformersGenerator.load(str(gpt2_dir), batching=True, engine="static"))

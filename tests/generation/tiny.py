@@ -48,10 +48,12 @@ def build_tokenizer(chat_template: bool = True, eos: str = "<|end|>"):
     return fast
 
 
-def build_model_folder(folder: Path, *, arch: str = "llama", chat_template: bool = True, positions: int = 4096, seed: int = 0) -> Path:
-    """Save a tiny random ``arch`` ("llama" or "gpt2") model and its tokenizer in ``folder``."""
+def build_model_folder(folder: Path, *, arch: str = "llama", chat_template: bool = True, positions: int = 4096, seed: int = 0,
+                       kv_heads: int = 4) -> Path:
+    """Save a tiny random ``arch`` ("llama", "gpt2", or a Llama-family "mistral", "qwen2",
+    "qwen3") model and its tokenizer in ``folder``; ``kv_heads`` < 4 makes attention grouped-query."""
     import torch
-    from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
     eos = "<|end|>" if chat_template else "<|endoftext|>"
     tok = build_tokenizer(chat_template, eos=eos)
@@ -59,8 +61,13 @@ def build_model_folder(folder: Path, *, arch: str = "llama", chat_template: bool
     common = dict(vocab_size=len(tok), eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None)
     if arch == "llama":
         config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                             num_key_value_heads=4, max_position_embeddings=positions, tie_word_embeddings=False, **common)
+                             num_key_value_heads=kv_heads, max_position_embeddings=positions, tie_word_embeddings=False, **common)
         model = LlamaForCausalLM(config)
+    elif arch in ("mistral", "qwen2", "qwen3"):
+        config = AutoConfig.for_model(arch, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, head_dim=8,
+                                      num_key_value_heads=kv_heads, max_position_embeddings=positions, tie_word_embeddings=False,
+                                      sliding_window=None, **common)
+        model = AutoModelForCausalLM.from_config(config)
     else:
         config = GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=positions, tie_word_embeddings=False, **common)
         model = GPT2LMHeadModel(config)
