@@ -6,8 +6,9 @@
 
 Three locks, all for CPython 3.11 on Linux x86_64:
 
-- ``lock.txt``      the application with every extra but dev, torch's CPU build (the Docker image)
-- ``lock-dev.txt``  the same plus the dev extra (CI, the README test command)
+- ``lock.txt``      the application (its dependencies and the extras in RUNTIME_EXTRAS),
+                    torch's CPU build (the Docker image, the systemd install)
+- ``lock-dev.txt``  the same plus every other extra: dev, bench (CI, the README test command)
 - ``lock-cuda.txt`` the application with the CUDA build of the same torch release (PyPI's)
 
 ``lock.txt`` is compiled under ``lock-dev.txt`` as constraints, so the two never pin a
@@ -36,13 +37,14 @@ STAMP = "# inputs-sha256: "
 TORCH_CPU_LINKS = "https://download.pytorch.org/whl/cpu/torch/"
 TARGET = ["--python-version", "3.11", "--python-platform", "x86_64-manylinux_2_28"]
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
+RUNTIME_EXTRAS: tuple[str, ...] = ()  # extras a deployed bot needs (none yet: dev and bench are not)
 
 
 @dataclass(frozen=True)
 class Lock:
     file: str
     pins: str  # the torch pin file beside it
-    dev: bool  # include the dev extra
+    dev: bool  # every extra (else only RUNTIME_EXTRAS)
     cpu: bool  # torch from $TORCH_CPU_LINKS
     under: str | None = None  # compiled with this lock as constraints
 
@@ -60,7 +62,7 @@ def _project(root: Path) -> dict:
 
 def extras(root: Path, lock: Lock) -> list[str]:
     names = sorted(_project(root).get("optional-dependencies", {}))
-    return [name for name in names if lock.dev or name != "dev"]
+    return [name for name in names if lock.dev or name in RUNTIME_EXTRAS]
 
 
 def _squash(requirements: list[str]) -> list[str]:

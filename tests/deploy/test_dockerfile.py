@@ -116,3 +116,13 @@ def test_dockerignore_keeps_tests_runs_databases_and_secrets_out():
     copied = [args.split()[0] for keyword, args in STEPS if keyword == "COPY" and not args.startswith("--from")]
     for path in [*copied, "core/app.py", "core/assets/default_model/config.json", "bots/demo.toml"]:
         assert not dockerignored(path, patterns), f"{path} is copied by the Dockerfile but ignored"
+
+
+def test_try_install_runs_the_installs_of_the_image():
+    script = (REPO / "deploy" / "try-install.sh").read_text(encoding="utf-8")
+    assert "--no-deps ${index:+--extra-index-url \"$index\"} -r requirements/lock.txt" in script
+    assert "--no-deps --no-build-isolation ." in script and "pip\" check" in script and "personabot\" doctor" in script
+    installs = " ".join(args for keyword, args in STEPS if keyword == "RUN")
+    assert "--no-deps --extra-index-url https://download.pytorch.org/whl/cpu -r requirements/lock.txt" in installs
+    assert "--no-deps --no-build-isolation . && pip check" in installs
+    assert subprocess.run(["bash", "-n", str(REPO / "deploy" / "try-install.sh")]).returncode == 0
