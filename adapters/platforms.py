@@ -14,7 +14,7 @@ from adapters.console.adapter import console_admin_policy
 from adapters.console.settings import ConsoleSettings
 from adapters.discord.policy import role_admin_policy
 from adapters.discord.settings import DiscordSettings
-from adapters.telegram.settings import TelegramSettings
+from adapters.telegram.settings import TelegramSettings, read_secrets
 from core.runtime import Runtime
 from core.seams import AdminPolicy
 from core.settings import BotSettings, register_platform_section
@@ -37,6 +37,16 @@ class Serve(Protocol):
 def admin_policies(settings: BotSettings) -> dict[str, AdminPolicy]:
     """Each platform's own rule for who is an admin, beside the bot file's ``admins``."""
     return {"console": console_admin_policy, "discord": role_admin_policy(settings.platform(DiscordSettings))}
+
+
+def check_secrets(settings: BotSettings) -> None:
+    """Every enabled platform's secrets are set and well-formed: a ConfigError naming the
+    field otherwise. Runs before anything is opened, so a missing token costs no model load."""
+    if settings.platform(TelegramSettings).enabled:
+        read_secrets(settings)
+    discord = settings.platform(DiscordSettings)
+    if discord.enabled:
+        BotSettings.secret(discord.token_env, "discord.token_env")
 
 
 def server(platform: str) -> Serve:

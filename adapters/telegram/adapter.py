@@ -43,7 +43,7 @@ from adapters.telegram.convert import (
 )
 from adapters.telegram.limits import TelegramRateLimiter
 from adapters.telegram.outbox import DraftSupport, TelegramOutbox
-from adapters.telegram.settings import TelegramSettings
+from adapters.telegram.settings import TelegramSettings, read_secrets
 from core.logmask import masking
 from core.runtime import Runtime
 from core.dispatcher import Context
@@ -59,8 +59,6 @@ log = logging.getLogger(__name__)
 
 ALLOWED_UPDATES = ["message"]  # edits, channel posts, reactions…: never fetched, never answered
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-_TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
-_WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 MAX_BACKOFF_S = 30.0
 
 
@@ -365,22 +363,6 @@ def _polling_error(error: TelegramError) -> None:
         log.error("Telegram polling conflict: another instance uses this token, or a webhook is set (%s)", error)
     else:
         log.warning("Telegram polling failed, retrying: %s: %s", type(error).__name__, error)
-
-
-def read_secrets(settings: BotSettings) -> tuple[str, str | None]:
-    """The token (and webhook secret) from the environment, checked for shape, never echoed."""
-    telegram = settings.platform(TelegramSettings)
-    token = BotSettings.secret(telegram.token_env, "telegram.token_env").strip()
-    if not _TOKEN.match(token):
-        raise ConfigError(f"telegram.token_env: ${telegram.token_env} does not look like a bot token (123456:ABC…)")
-    secret = None
-    if telegram.mode == "webhook":
-        secret = BotSettings.secret(telegram.webhook_secret_env, "telegram.webhook_secret_env").strip()
-        if not _WEBHOOK_SECRET.match(secret):
-            raise ConfigError(
-                f"telegram.webhook_secret_env: ${telegram.webhook_secret_env} must be 1-256 characters of A-Z a-z 0-9 _ -"
-            )
-    return token, secret
 
 
 async def serve(app: Runtime, stop: asyncio.Event, operator: "Operator | None" = None) -> None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from core.settings import PlatformSection
+from core.errors import ConfigError
+from core.settings import BotSettings, PlatformSection
+
+_TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
+_WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 
 class TelegramSettings(PlatformSection):
@@ -76,3 +81,19 @@ class TelegramSettings(PlatformSection):
 
     def secret_envs(self) -> tuple[str, ...]:
         return tuple(name for name in (self.token_env, self.webhook_secret_env) if name)
+
+
+def read_secrets(settings: BotSettings) -> tuple[str, str | None]:
+    """The token (and webhook secret) from the environment, checked for shape, never echoed."""
+    telegram = settings.platform(TelegramSettings)
+    token = BotSettings.secret(telegram.token_env, "telegram.token_env").strip()
+    if not _TOKEN.match(token):
+        raise ConfigError(f"telegram.token_env: ${telegram.token_env} does not look like a bot token (123456:ABC…)")
+    secret = None
+    if telegram.mode == "webhook":
+        secret = BotSettings.secret(telegram.webhook_secret_env, "telegram.webhook_secret_env").strip()
+        if not _WEBHOOK_SECRET.match(secret):
+            raise ConfigError(
+                f"telegram.webhook_secret_env: ${telegram.webhook_secret_env} must be 1-256 characters of A-Z a-z 0-9 _ -"
+            )
+    return token, secret
