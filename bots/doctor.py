@@ -305,6 +305,9 @@ def check_ports(settings: BotSettings) -> str | None:
     http = settings.http
     if http.enabled and http.port:
         wanted.append(("[http]", http.host, http.port))
+    web = settings.web
+    if web.enabled and web.port and not http.enabled:  # else the console is mounted on [http]
+        wanted.append(("[web] console", web.host, web.port))
     telegram = settings.platform(TelegramSettings)
     if telegram.enabled and telegram.mode == "webhook" and not http.enabled:  # else the webhook is on [http]
         wanted.append(("telegram webhook", telegram.webhook_listen, telegram.webhook_port))

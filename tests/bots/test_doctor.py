@@ -232,3 +232,13 @@ async def test_a_bad_feature_section_fails_the_features_line(tmp_path):
     code, out, _ = await doctor("doctor", "--bot", str(bot), cwd=tmp_path)
     assert code == 1 and "safety.bogus" in line(out, "features") and line(out, "features").startswith("fail")
     assert line(out, "bot file").startswith("ok") and line(out, "model").startswith("ok")
+
+
+async def test_the_web_console_port_is_checked_when_it_has_its_own(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        bot = bot_file(tmp_path, f'[web]\nenabled = true\nport = {port}\n' + QUIET)
+        code, out, _ = await doctor("doctor", "--bot", str(bot), cwd=tmp_path)
+    assert code == 1 and f"in use: [web] console 127.0.0.1:{port}" in line(out, "ports")
