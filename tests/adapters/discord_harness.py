@@ -63,6 +63,7 @@ async def running_bot(
     connect: bool = True,
     auto_defer_after: float = 2.0,
     token: str | None = None,
+    safety: dict[str, Any] | None = None,
     **discord: Any,
 ) -> AsyncIterator[Running]:
     """The bot connected to ``fake`` (READY and guilds received); stopped and checked on exit."""
@@ -73,6 +74,8 @@ async def running_bot(
     }
     if limits:
         overrides["limits"] = limits
+    if safety:
+        overrides["safety"] = safety
     settings = make_settings(**overrides)
     generator = ScriptedGenerator(replies)
     async with bot_app(settings, store=SQLiteStore(":memory:"), generator=generator, features=features or []) as app:
