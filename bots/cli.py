@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from adapters.platforms import Serve
-from bots.common import BOT_ENV, BotOption, clean_errors, fail, load_settings, run_async, setup_logging, show_flags_as_flags
+from bots.common import BOT_ENV, BotOption, clean_errors, fail, fix_help_rendering, load_settings, run_async, setup_logging
 from core.errors import ConfigError
 from core.settings import BotSettings, load_bot_settings
 
@@ -35,7 +35,7 @@ config_app = typer.Typer(help="Bot files.", no_args_is_help=True)
 app.add_typer(persona_app, name="persona")
 app.add_typer(config_app, name="config")
 
-show_flags_as_flags()
+fix_help_rendering()
 UserOption = Annotated[str, typer.Option("--user", "-u", help="Who is talking (history is kept per user).")]
 
 log = logging.getLogger("personabot")

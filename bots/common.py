@@ -1,5 +1,5 @@
 """What every command shares: ``--bot`` with one default, the error and logging
-conventions, and help that shows flags as flags. Command modules import this, never
+conventions, and help rendered as written (flags as flags, brackets kept). Command modules import this, never
 ``bots.cli`` (which imports them).
 
 Every command that works on a bot takes ``--bot FILE``; without it, ``$PERSONABOT_BOT``,
@@ -71,22 +71,32 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
 
 
-def show_flags_as_flags() -> None:
-    """typer 0.29's rich help prints a ``<bool>`` type after every flag (``--help <bool>``,
-    ``--verbose --no-verbose <bool>``); a flag takes no value, so show no type, as
-    click's plain help does. Applied once, when the CLI is imported."""
-    global _flags_shown
-    if _flags_shown:
+def fix_help_rendering() -> None:
+    """Two defects of typer 0.29's rich help, fixed once when the CLI is imported:
+
+    - every flag showed a ``<bool>`` type (``--help <bool>``); a flag takes no value,
+      so it shows none, as click's plain help does;
+    - help text was read as Rich markup, so ``[http]`` or ``[discord]`` vanished from
+      it; help text here is plain, brackets are printed as written.
+    """
+    global _help_fixed
+    if _help_fixed:
         return
+    from rich.markup import escape
+    from typer import rich_utils
     from typer.core import TyperOption
 
-    shown = TyperOption.display_type_rich
+    shown, make_text = TyperOption.display_type_rich, rich_utils._make_rich_text
 
     def display_type_rich(self: TyperOption, ctx: typer.Context) -> str | None:
         return None if self.is_flag else shown(self, ctx)
 
+    def make_rich_text(*, text: str, style: str = "", markup_mode: str):  # noqa: ANN202 - rich's Text or Markdown
+        return make_text(text=escape(text) if markup_mode == "rich" else text, style=style, markup_mode=markup_mode)
+
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
-    _flags_shown = True
+    rich_utils._make_rich_text = make_rich_text
+    _help_fixed = True
 
 
-_flags_shown = False
+_help_fixed = False
