@@ -116,6 +116,25 @@ async def measured(work, cpu) -> tuple[float, list[float], int, float]:
     return rate, ttfts, tokens, cpu() - before
 
 
+def start_peer(name: str, path: Path, args, work: Path, quantize: str | None, *, slots: int, threads: int,
+               slot_context: int) -> LlamaServer | None:
+    """Convert ``path`` and start llama-server on it; None (and why, printed) when that fails."""
+    server = None
+    try:
+        binary = find_server(args.llama_cpp)
+        kind = "q8_0" if quantize else "f32"
+        gguf = convert(path, work / f"{name}-{kind}.gguf", kind, args.llama_cpp)
+        server = LlamaServer(binary, gguf, slots=slots, threads=threads, slot_context=slot_context, log=work / f"{name}-{kind}-server.log")
+        server.wait_ready()
+    except PeerError as exc:
+        if server is not None:
+            server.close()
+        print(f"# peer llama-server NOT measured: {exc}")
+        return None
+    print(f"# peer: {server.command}")
+    return server
+
+
 async def bench_model(name: str, path: Path, args, work: Path, quantize: str | None) -> None:
     import torch
 
@@ -127,6 +146,7 @@ async def bench_model(name: str, path: Path, args, work: Path, quantize: str | N
     gen = await TransformersGenerator.load(str(path), batching=True, max_batch_size=max(levels), max_queue=4 * max(levels),
                                            max_active_per_user=max(levels), engine=args.engine, compile=args.compile,
                                            quantize=quantize)
+    server = None
     try:
         lines = [line for line in chitchat_lines(4000) if len(line) <= 200]  # prompts well inside a 256-token window
         # A fresh set of first messages per level and repeat: no side finds a whole prompt in its cache.
@@ -139,20 +159,8 @@ async def bench_model(name: str, path: Path, args, work: Path, quantize: str | N
         print(f"\n## {label}: {n_params / 1e6:.1f} M parameters (as loaded), vocabulary {gen.model.config.get_text_config().vocab_size}, "
               f"context {gen.context_window}, prompts {min(len(p) for ps in prompts.values() for p in ps)}-{longest} tokens, "
               f"engine {gen._shared.batcher.engine}{' compiled' if args.compile else ''}, torch {torch.get_num_threads()} threads")
-        server, why = None, None
-        try:
-            binary = find_server(args.llama_cpp)
-            gguf = convert(path, work / f"{name}-{'q8_0' if quantize else 'f32'}.gguf", "q8_0" if quantize else "f32", args.llama_cpp)
-            server = LlamaServer(binary, gguf, slots=max(levels), threads=args.threads or torch.get_num_threads(),
-                                 slot_context=max(256, longest + args.new_tokens + 16), log=work / f"{name}-server.log")
-            server.wait_ready()
-            print(f"# peer: {server.command}")
-        except PeerError as exc:
-            why = str(exc)
-            if server is not None:
-                server.close()
-                server = None
-            print(f"# peer llama-server NOT measured: {why}")
+        server = start_peer(name, path, args, work, quantize, slots=max(levels), threads=args.threads or torch.get_num_threads(),
+                            slot_context=max(256, longest + args.new_tokens + 16))
         sampling = llama_sampling(params)
         warm = (ChatMessage("system", SYSTEM), ChatMessage("user", lines[-1]))
         await personabot_level(gen, [warm, warm], params, "warmup", 2)
@@ -177,7 +185,7 @@ async def bench_model(name: str, path: Path, args, work: Path, quantize: str | N
                     except Exception as exc:  # a peer failing mid-run: report, keep our rows
                         print(f"# llama-server failed at {n} chats: {type(exc).__name__}: {exc}; its log: {server.log_tail()}")
                         server.close()
-                        server, why = None, f"failed at {n} chats"
+                        server = None
             rate, p50, p95, tokens, cpu = summary(ours)
             row = f"{n:>5} {rate:>16.1f} {p50 * 1e3:>7.0f}/{p95 * 1e3:<6.0f}ms"
             if theirs:
@@ -187,9 +195,9 @@ async def bench_model(name: str, path: Path, args, work: Path, quantize: str | N
             else:
                 row += f" {'n/a':>18} {'':>15} {'':>6} {'':>14} {f'{tokens}/-':>15} {f'{cpu * 1e3:.2f}/-':>20}"
             print(f"{row} {statistics.median(loads):>5.1f}")
+    finally:
         if server is not None:
             server.close()
-    finally:
         await gen.aclose()
 
 

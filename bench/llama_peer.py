@@ -84,6 +84,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the bench exits, however it exits (Linux prctl)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class LlamaServer:
     """One ``llama-server`` child process serving ``gguf`` with ``slots`` parallel sequences."""
 
@@ -95,7 +103,7 @@ class LlamaServer:
                    "-tb", str(threads), "-np", str(slots), "-c", str(slots * slot_context), "--no-webui"]
         self.command = " ".join(command)
         self._handle = log.open("w")
-        self.process = subprocess.Popen(command, stdout=self._handle, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(command, stdout=self._handle, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
 
     def wait_ready(self, within: float = 120.0) -> None:
         import httpx
@@ -165,7 +173,8 @@ async def run_level(url: str, prompts: list[list[int]], sampling: dict, concurre
         while queue:
             results.append(await stream_completion(client, url, queue.pop(), sampling))
 
-    limits = httpx.Limits(max_connections=concurrency + 4)
+    # A fresh connection per request: the server drops idle keep-alive connections between levels.
+    limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits) as client:
         t0 = time.perf_counter()
         await asyncio.gather(*(chat(client) for _ in range(concurrency)))

@@ -112,17 +112,26 @@ class DecodeModel:
         for cache in (*self.keys, *self.values):
             cache[[a, b], :, :length] = cache[[b, a], :, :length]
 
-    def prefill(self, row: int, ids: Any, start: int) -> Any:
-        """Feed ``ids`` [n] to ``row`` at positions ``start``…; logits [vocab] after the last one."""
+    def prefill(self, first: int, chunks: list[Any], starts: list[int]) -> Any:
+        """Feed ``chunks[i]`` (token ids [n_i]) to row ``first + i`` at positions ``starts[i]``…, in one
+        padded forward pass; logits [len(chunks), vocab] after each chunk's last token."""
         import torch
 
-        n = ids.numel()
-        end = start + n
-        self.ensure(end)
-        positions = torch.arange(start, end, device=self.device)
-        mask = torch.arange(end, device=self.device)[None, :] <= positions[:, None]  # [n, end]: causal, cache included
-        hidden = self._forward(ids[None], positions[None], mask[None, None], end, row=row, start=start)
-        return self.lm_head(self.norm(hidden[0, -1:]))[0]
+        lengths = [c.numel() for c in chunks]
+        n = max(lengths)
+        ids = torch.zeros(len(chunks), n, dtype=torch.long, device=self.device)
+        for i, chunk in enumerate(chunks):
+            ids[i, : lengths[i]] = chunk
+        start = torch.tensor(starts, device=self.device)
+        # Padding queries compute garbage nobody reads; their positions are clamped into the cache, past
+        # every real token of their row (a row's prompt and reply fit in max_length), and are overwritten later.
+        positions = (start[:, None] + torch.arange(n, device=self.device)).clamp(max=self.max_length - 1)
+        kv_length = min(max(starts) + n, self.max_length)
+        self.ensure(kv_length)
+        mask = torch.arange(kv_length, device=self.device)[None, None, :] <= positions[:, :, None]  # causal, cache included
+        hidden = self._forward(ids, positions, mask[:, None], kv_length, first)
+        last = hidden[torch.arange(len(chunks), device=self.device), torch.tensor(lengths, device=self.device) - 1]
+        return self.lm_head(self.norm(last))
 
     def step(self, tokens: Any, positions: Any, kv_length: int) -> Any:
         """One token for each of rows ``0..B-1`` (``tokens``, ``positions`` [B]); logits [B, vocab]."""
@@ -130,15 +139,12 @@ class DecodeModel:
 
         self.ensure(kv_length)
         mask = torch.arange(kv_length, device=self.device)[None, :] <= positions[:, None]  # [B, kv_length]
-        hidden = self._forward(tokens[:, None], positions[:, None], mask[:, None, None], kv_length)
+        hidden = self._forward(tokens[:, None], positions[:, None], mask[:, None, None], kv_length, 0)
         return self.lm_head(self.norm(hidden[:, 0]))
 
-    def _forward(self, ids: Any, positions: Any, mask: Any, kv_length: int, *, row: int | None = None, start: int = 0) -> Any:
-        """Hidden states [B, n, d] for ``ids`` [B, n]; writes their keys/values into the cache.
-
-        ``row is None``: decode, one token per row ``0..B-1`` at ``positions[:, 0]``.
-        Otherwise: prefill of one row, positions ``start..start+n-1``.
-        """
+    def _forward(self, ids: Any, positions: Any, mask: Any, kv_length: int, first: int) -> Any:
+        """Hidden states [B, n, d] for ``ids`` [B, n] of rows ``first..first+B-1`` at ``positions`` [B, n];
+        writes their keys and values into the cache first, then attends over ``kv_length`` positions."""
         import torch
         import torch.nn.functional as F
 
@@ -146,29 +152,23 @@ class DecodeModel:
         heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
         cos = self.cos[positions].unsqueeze(1)  # [B, 1, n, dim]
         sin = self.sin[positions].unsqueeze(1)
-        rows = torch.arange(batch, device=self.device) if row is None else None
-        at = positions[:, 0] if row is None else None
+        rows = torch.arange(first, first + batch, device=self.device)[:, None]
         gqa = {"enable_gqa": True} if heads != kv_heads else {}  # (torch >= 2.5 for grouped-query attention)
         hidden = self.embed(ids)
         for i, (norm1, q_proj, k_proj, v_proj, o_proj, q_norm, k_norm, scaling, norm2, gate, up, down) in enumerate(self.layers):
             x = norm1(hidden)
             q = q_proj(x).view(batch, n, heads, dim)
             k = k_proj(x).view(batch, n, kv_heads, dim)
-            v = v_proj(x).view(batch, n, kv_heads, dim).transpose(1, 2)
+            v = v_proj(x).view(batch, n, kv_heads, dim)
             if q_norm is not None:
                 q, k = q_norm(q), k_norm(k)
             qk = torch.cat((q, k), dim=2).transpose(1, 2)  # one rotation for queries and keys
             qk = qk * cos + _rotate_half(qk) * sin
-            q, k = qk[:, :heads], qk[:, heads:]
+            q = qk[:, :heads]
             keys, values = self.keys[i], self.values[i]
-            if row is None:
-                keys[rows, :, at] = k[:, :, 0]
-                values[rows, :, at] = v[:, :, 0]
-                k_all, v_all = keys[:batch, :, :kv_length], values[:batch, :, :kv_length]
-            else:
-                keys[row, :, start : start + n] = k[0]
-                values[row, :, start : start + n] = v[0]
-                k_all, v_all = keys[row : row + 1, :, :kv_length], values[row : row + 1, :, :kv_length]
+            keys[rows, :, positions] = qk[:, heads:].transpose(1, 2)  # [B, n, kv_heads, dim]
+            values[rows, :, positions] = v
+            k_all, v_all = keys[first : first + batch, :, :kv_length], values[first : first + batch, :, :kv_length]
             out = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask, scale=scaling, **gqa)
             hidden = hidden + o_proj(out.transpose(1, 2).reshape(batch, n, heads * dim))
             x = norm2(hidden)

@@ -155,38 +155,53 @@ class StaticEngine:
                     break
 
     def _admit(self, outputs: list[EngineOutput]) -> None:
-        budget = self.prefill_tokens
+        """Give waiting requests rows (up to ``prefill_tokens`` new tokens) and prefill them in one pass."""
+        import torch
+
+        budget, admitted = self.prefill_tokens, []  # (row, start)
         while self._pending and self.active < self.max_batch_size and budget > 0:
             request = self._pending.popleft()
             if len(request.ids) + request.max_new > self.decoder.max_length or not request.ids:
                 outputs.append(EngineOutput(request.rid, [], True, f"prompt of {len(request.ids)} tokens + {request.max_new} new "
                                                                  f"exceeds the cache's {self.decoder.max_length} positions"))
                 continue
-            budget -= self._prefill(request, outputs)
+            row = self.active
+            reused, source = self._best_parked(request.ids)
+            self._swap(source, row)
+            start = min(reused, len(request.ids) - 1)
+            self._row_tokens[row], self._row_request[row] = list(request.ids), request
+            self._params.set(row, *request.params)
+            self._seen[row] = False
+            self._seen[row, torch.tensor(request.ids, device=self.decoder.device)] = True
+            self._position[row], self._count[row], self._limit[row] = len(request.ids), 1, request.max_new
+            self.active += 1
+            admitted.append((row, start))
+            budget -= len(request.ids) - start
+        if admitted:
+            self._prefill(admitted, outputs)
 
-    def _prefill(self, request: _Request, outputs: list[EngineOutput]) -> int:
+    def _prefill(self, admitted: list[tuple[int, int]], outputs: list[EngineOutput]) -> None:
+        """The first token of each admitted row (rows are consecutive); rows that end at once are released."""
         import torch
 
         from core.generation.sampling import sample
 
-        row = self.active
-        reused, source = self._best_parked(request.ids)
-        self._swap(source, row)
-        ids = request.ids
-        start = min(reused, len(ids) - 1)
-        self._row_tokens[row] = list(ids)
-        self._row_request[row] = request
-        self._params.set(row, *request.params)
-        self._seen[row] = False
-        prompt = torch.tensor(ids, device=self.decoder.device)
-        self._seen[row, prompt] = True
-        logits = self.decoder.prefill(row, prompt[start:], start)
-        token = sample(logits[None], self._seen[row : row + 1], _RowView(self._params, row), 1, self._generator)
-        self._seen[row, token] = True  # the reply's tokens are penalised too
-        self._position[row], self._count[row], self._limit[row] = len(ids), 1, request.max_new
-        self.active += 1
-        self._emit(row, [int(token)], outputs)
-        return len(ids) - start
+        first, count = admitted[0][0], len(admitted)
+        chunks = [torch.tensor(self._row_request[row].ids[start:], device=self.decoder.device) for row, start in admitted]
+        logits = self.decoder.prefill(first, chunks, [start for _, start in admitted])
+        tokens = sample(logits, self._seen[first : first + count], _RowView(self._params, first, count), count, self._generator)
+        self._seen[torch.arange(first, first + count, device=tokens.device), tokens] = True  # the reply's tokens are penalised too
+        self._next[first : first + count] = tokens
+        ended = []
+        for (row, _), token in zip(admitted, tokens.tolist()):
+            request = self._row_request[row]
+            request.generated.append(token)
+            done = token in self.stop_ids or request.max_new <= 1
+            outputs.append(EngineOutput(request.rid, [token], done))
+            if done:
+                ended.append(row)
+        for row in reversed(ended):
+            self._release(row)
 
     def _step(self, outputs: list[EngineOutput]) -> None:
         import torch
@@ -209,16 +224,6 @@ class StaticEngine:
         for row in range(batch):
             self._row_tokens[row].append(self._row_request[row].generated[-1])
         self._emit_step(values, finished, outputs)
-
-    def _emit(self, row: int, tokens: list[int], outputs: list[EngineOutput]) -> None:
-        """After a prefill: record the first token, finish at once on a stop token or a limit of 1."""
-        request = self._row_request[row]
-        request.generated += tokens
-        self._next[row] = tokens[-1]
-        done = tokens[-1] in self.stop_ids or len(request.generated) >= request.max_new
-        outputs.append(EngineOutput(request.rid, list(request.generated), done))
-        if done:
-            self._release(row)
 
     def _emit_step(self, values: list[int], finished: list[int], outputs: list[EngineOutput]) -> None:
         ended = []
@@ -286,12 +291,13 @@ class StaticEngine:
 
 
 class _RowView:
-    """One row of :class:`RowParams` seen as a batch of one (for the token after a prefill)."""
+    """Rows ``first..first+count-1`` of :class:`RowParams` seen as a batch of their own (after a prefill)."""
 
-    def __init__(self, params: Any, row: int) -> None:
-        self.temperature, self.top_k = params.temperature[row : row + 1], params.top_k[row : row + 1]
-        self.top_p, self.penalty, self.greedy = params.top_p[row : row + 1], params.penalty[row : row + 1], params.greedy[row : row + 1]
-        self._k = params._k[row]
+    def __init__(self, params: Any, first: int, count: int) -> None:
+        end = first + count
+        self.temperature, self.top_k = params.temperature[first:end], params.top_k[first:end]
+        self.top_p, self.penalty, self.greedy = params.top_p[first:end], params.penalty[first:end], params.greedy[first:end]
+        self._k = params._k[first:end]
 
     def k_max(self, rows: int) -> int:
-        return self._k
+        return max(self._k[:rows], default=0)

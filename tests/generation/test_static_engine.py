@@ -96,7 +96,7 @@ async def test_compiled_step_greedy_equals_generate(tmp_path, penalty):
                                            engine="static", compile=True)
     try:
         assert gen._shared.batcher._manager.compile
-        params = greedy(12, repetition_penalty=penalty)
+        params = greedy(12, repetition_penalty=penalty, timeout_s=600)  # the first steps compile (a minute on a busy CPU)
         results = await asyncio.gather(*(collect(gen, request(p, user=f"c{i}", params=params)) for i, p in enumerate(PROMPTS[:4])))
         for prompt, chunks in zip(PROMPTS, results):
             assert text_of(chunks) == reference(gen, prompt, 12, penalty)
