@@ -216,9 +216,15 @@ def persona_import(
     with clean_errors():
         settings = load_bot_settings(bot) if bot is not None else None
         folders = [settings.resolve_path(folder) for folder in settings.personas.dirs] if settings else []
-        target = import_card(card, out or (folders[0] if folders else Path("personas")), overwrite)
-    name = target.stem
-    typer.echo(f"wrote {target.resolve()} (persona {name!r})")
+        result = import_card(card, out or (folders[0] if folders else Path("personas")), overwrite)
+    target, name = result.persona_file, result.persona.name
+    typer.echo(f"wrote {target.resolve()} (persona {name!r}, {result.persona.title})")
+    for warning in result.warnings:
+        typer.secho(f"note: {warning}", err=True, fg=typer.colors.YELLOW)
+
+    def where(path: Path) -> str:  # as the bot file names it: relative to the bot file
+        return os.path.relpath(path.resolve(), settings.source.parent.resolve()) if settings else str(path)
+
     if settings is not None and target.parent.resolve() in [folder.resolve() for folder in folders]:
         typer.echo(f"{settings.source} reads it: /persona {name} switches to it, or set [personas] default = \"{name}\"")
     else:

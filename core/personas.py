@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -26,6 +27,8 @@ class Persona(BaseModel):
     description: str = Field(min_length=1, max_length=300)
     system_prompt: str = Field(min_length=1, max_length=8000)
     greeting: str = Field(min_length=1, max_length=2000)
+    # Other openings a character card offers (kept from imported cards; the greeting stays the default).
+    alternate_greetings: tuple[Annotated[str, Field(min_length=1, max_length=2000)], ...] = ()
     style: str = ""
     language: str = "en"
     example_dialogues: tuple[ExampleDialogue, ...] = ()

@@ -112,3 +112,15 @@ def test_persona_import_says_where_it_wrote_and_how_a_bot_reads_it(tmp_path):
     assert f"wrote {tmp_path / 'mybot' / 'personas' / written.name}" in into.stdout
     assert f"{bot} reads it: /persona {written.stem} switches to it" in into.stdout
 
+
+def test_persona_import_says_how_the_knowledge_plugin_reads_the_lorebook(tmp_path):
+    card = tmp_path / "mira.json"
+    book = {"entries": [{"keys": ["warp"], "content": "The warp drive hums.", "enabled": True}]}
+    card.write_text(json.dumps({"data": CARD["data"] | {"character_book": book}}), encoding="utf-8")
+    (tmp_path / "mybot" / "personas").mkdir(parents=True)
+    bot = tmp_path / "mybot" / "bot.toml"
+    bot.write_text('name = "mybot"\n[personas]\ndirs = ["personas"]\n', encoding="utf-8")
+    result = personabot("persona", "import", str(card), "--bot", str(bot), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "mybot" / "personas" / "knowledge" / "captain-mira.md").is_file()
+    assert '[plugins.knowledge] folder = "personas/knowledge"' in result.stdout
