@@ -228,11 +228,14 @@ def persona_import(
     if settings is not None and target.parent.resolve() in [folder.resolve() for folder in folders]:
         typer.echo(f"{settings.source} reads it: /persona {name} switches to it, or set [personas] default = \"{name}\"")
     else:
-        where = os.path.relpath(target.parent.resolve(), settings.source.parent) if settings else str(target.parent)
-        typer.echo(f"no bot reads {target.parent} yet: add it to the bot file, [personas] dirs = [\"{where}\"]"
+        typer.echo(f"no bot reads {target.parent} yet: add it to the bot file, [personas] dirs = [\"{where(target.parent)}\"]"
                    + ("" if settings else ", or import with --bot FILE to write into a bot's persona folder"))
 
 
+    if result.knowledge_file is not None:
+        typer.echo(f"wrote the card's lorebook to {result.knowledge_file.resolve()}; the knowledge plugin answers from it "
+                   f"(for every persona of the bot) with [plugins] enabled = [\"knowledge\"] and "
+                   f"[plugins.knowledge] folder = \"{where(result.knowledge_file.parent)}\"")
 @config_app.command("show")
 def config_show(bot: BotOption = None) -> None:
     """Print the validated bot file as JSON (secrets are never part of it), with the database it opens."""
