@@ -230,12 +230,12 @@ def persona_import(
     else:
         typer.echo(f"no bot reads {target.parent} yet: add it to the bot file, [personas] dirs = [\"{where(target.parent)}\"]"
                    + ("" if settings else ", or import with --bot FILE to write into a bot's persona folder"))
-
-
     if result.knowledge_file is not None:
         typer.echo(f"wrote the card's lorebook to {result.knowledge_file.resolve()}; the knowledge plugin answers from it "
                    f"(for every persona of the bot) with [plugins] enabled = [\"knowledge\"] and "
                    f"[plugins.knowledge] folder = \"{where(result.knowledge_file.parent)}\"")
+
+
 @config_app.command("show")
 def config_show(bot: BotOption = None) -> None:
     """Print the validated bot file as JSON (secrets are never part of it), with the database it opens."""
