@@ -29,6 +29,7 @@ from core.recovery import DropBanned, ResumingDedupe
 from core.runtime import Runtime
 from core.safety import setup_safety
 from core.seams import AdminPolicy
+from core.tools.feature import setup_tools
 from core.generation.reserve import reply_reserve_problem
 from core.settings import BUILTIN_MODEL, BotSettings
 
@@ -38,9 +39,10 @@ FEATURES: dict[str, Feature] = {
     "safety": setup_safety,
     "personalization": setup_personalization,
     "plugins": setup_plugins,
+    "tools": setup_tools,
 }
-"""Order matters: safety wraps the generator first; plugins come last so they see the
-commands of the features before them."""
+"""Order matters: safety wraps the generator first; plugins come after the features whose
+commands they see; tools last, so every feature's and plugin's tools are declared."""
 
 
 def resolve_model_path(path: str) -> str:
@@ -67,6 +69,7 @@ async def build_generator(settings: BotSettings) -> Generator:
             tokenizer=model.tokenizer,
             context_window=model.context_window or 4096,
             max_in_flight=model.max_in_flight,
+            vision=model.vision,
         )
     from core.generation.transformers_backend import TransformersGenerator
 

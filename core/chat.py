@@ -24,6 +24,7 @@ from core.prompt import Budget, PromptSection, plan_prompt
 from core.records import Conversation, StoredMessage
 from core.settings import BotSettings
 from core.streaming import ReplyStreamer, typing_indicator
+from core.tools.loop import answer_with_tools
 
 if TYPE_CHECKING:
     from core.seams import Seams
@@ -106,8 +107,10 @@ class ChatService:
         self._inflight.setdefault(event.key.qualified, set()).add(task)  # type: ignore[arg-type]
         try:
             async with typing_indicator(ctx.outbox, event.key):
-                await streamer.consume(generator.stream(request))
-            text = await self._filtered(ctx, streamer.text.strip() or EMPTY_REPLY)
+                said = await answer_with_tools(
+                    self.seams.tools, self.store, ctx, generator, request, streamer, turn_id=user_turn.id
+                )
+            text = await self._filtered(ctx, said.strip() or EMPTY_REPLY)
             if built.sources:  # only passages that reached the prompt are cited
                 text = f"{text}\n\nSources: {'; '.join(built.sources)}"
         except GenerationError as error:

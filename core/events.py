@@ -95,6 +95,8 @@ class IncomingMessage:
     space_id: str | None = None  # the server (Discord guild) the chat belongs to, if any
     user_roles: tuple[str, ...] = ()  # platform role ids (Discord), for admin checks
     nsfw: bool = False  # the channel is marked NSFW (Discord)
+    images: tuple[ImageRef, ...] = ()  # photos / image attachments the adapter fetched
+    media_notice: str = ""  # why an attachment was not taken (too large, not an image…)
     received_at: float = field(default_factory=time.time)
 
 
@@ -105,20 +107,53 @@ class FinishReason(str, enum.Enum):
     CANCELLED = "cancelled"
     TIMEOUT = "timeout"
     ERROR = "error"
+    TOOL_CALLS = "tool_calls"  # the model asks for tools (the last chunk carries them)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One call the model asked for; ``arguments`` is the raw JSON text the model wrote."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool as a model sees it: name, description, JSON schema of its arguments (JSON text)."""
+
+    name: str
+    description: str
+    parameters: str  # a JSON schema object, serialised (keeps the dataclass hashable)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """An image a user sent, by reference: the adapter fetched and checked it (core/media)."""
+
+    url: str  # a data: URL with the bytes, or the platform's file URL when bytes are not kept
+    mime_type: str = "image/jpeg"
+    size: int = 0  # bytes
 
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """A piece of a streamed reply. The last chunk carries ``finish_reason``."""
+    """A piece of a streamed reply. The last chunk carries ``finish_reason``
+    (and, when that is TOOL_CALLS, the calls)."""
 
     text: str
     finish_reason: FinishReason | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
-    role: str  # "system" | "user" | "assistant"
+    role: str  # "system" | "user" | "assistant" | "tool"
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant turn that asked for tools
+    tool_call_id: str = ""  # a "tool" turn: the call it answers
+    images: tuple[ImageRef, ...] = ()  # a user turn with images (vision models)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +174,8 @@ class GenerationRequest:
     params: GenerationParams = GenerationParams()
     conversation_id: str = ""  # for cache reuse and fair queueing
     user_id: str = ""  # qualified user id, for fair queueing
+    tools: tuple[ToolSpec, ...] = ()  # offered to the model (backends without tool support ignore them)
+    tool_choice: str = "auto"  # "none": tools stay described (history has calls) but must not be called
 
 
 @dataclass(frozen=True, slots=True)

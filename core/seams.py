@@ -22,6 +22,7 @@ personas            extra :class:`~core.personas.Persona` objects           plug
 admin_policies      platform -> ``(event) -> bool``                         each adapter
 outboxes            platform -> :class:`~core.ports.Outbox` for jobs        adapters (jobs post there)
 services            features' public service objects, typed                 personalization, plugins
+tools               :class:`~core.tools.spec.Tool` the model may call          tools feature, plugins, MCP
 ==================  ======================================================  ===========================
 """
 
@@ -40,6 +41,7 @@ from core.ports import Generator, Outbox
 from core.prompt import PromptSection
 from core.catalog import CatalogItem
 from core.records import StoredMessage
+from core.tools.registry import ToolRegistry
 
 if TYPE_CHECKING:
     from core.services import PersonalizationService, PluginService
@@ -180,3 +182,4 @@ class Seams:
     admin_policies: dict[str, AdminPolicy] = field(default_factory=dict)
     outboxes: OutboxRegistry = field(default_factory=OutboxRegistry)
     services: Services = field(default_factory=Services)
+    tools: ToolRegistry = field(default_factory=ToolRegistry)

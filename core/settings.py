@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 from core.errors import ConfigError
 from core.events import GenerationParams, split_qualified
 from core.http.settings import HttpSettings
+from core.tools.settings import McpSettings, ToolsSettings
 from core.web.settings import WebSettings
 
 BUILTIN_MODEL = "builtin:default"
@@ -63,6 +64,8 @@ class ModelSettings(_Section):
     quantize: Literal["int8"] | None = None  # int8 linear layers on a CPU (docs/performance.md)
     # scripted backend (demos and tests): replies cycled in order
     replies: tuple[str, ...] = ()
+    tools: bool = True  # offer [tools] to the model (transformers: when its chat template takes tools)
+    vision: bool = False  # the model reads images (openai: image content parts)
     generation: GenerationSettings = GenerationSettings()
 
     @model_validator(mode="after")
@@ -156,6 +159,8 @@ class BotSettings(_Section):
     web: WebSettings = WebSettings()  # the operator console (core/web, docs/console.md)
     http: HttpSettings = HttpSettings()  # /healthz /readyz /metrics, off by default (core/http, docs/scaling.md)
     # [console], [telegram], [discord]…: sections registered by the adapters (see PlatformSection).
+    tools: ToolsSettings = ToolsSettings()  # what the model may call (core/tools, docs/tools.md)
+    mcp: McpSettings = McpSettings()  # [[mcp.servers]] whose tools join the bot's
     platforms: dict[str, PlatformSection] = Field(default_factory=dict)
     # Sections owned by optional features; each feature validates its own part.
     safety: dict[str, Any] = Field(default_factory=dict)

@@ -12,6 +12,13 @@ requests run at once; more wait their turn (within their own timeout).
 ``count_tokens`` is exact when ``tokenizer`` names the served model's tokenizer (a local
 folder or a hub id, with its chat template); otherwise it is an estimate that errs high
 (about 4 ASCII characters or 1 CJK character per token, plus 4 per message).
+
+Tools (core/tools): ``request.tools`` go out in the standard ``tools`` field; streamed
+``tool_calls`` deltas are assembled by index and the last chunk carries the calls
+(``FinishReason.TOOL_CALLS``). A server that refuses to stream with tools (HTTP 400,
+422 or 501 to a streamed request with tools) is asked again without streaming, and
+from then on for every request with tools. Images of user turns go as ``image_url``
+content parts when ``vision`` is on (else they are left out).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from typing import Any
 import httpx
 
 from core.errors import ConfigError, GenerationError
-from core.events import ChatMessage, Chunk, FinishReason, GenerationParams, GenerationRequest
+from core.events import ChatMessage, Chunk, FinishReason, GenerationParams, GenerationRequest, ToolCall
 from core.generation.relay import Interrupts, relay
 from core.generation.text import approx_message_tokens
 
@@ -37,7 +44,8 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 _RETRY_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.PoolTimeout)
-_FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
+_FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "tool_calls": FinishReason.TOOL_CALLS}
+_NO_STREAMED_TOOLS = frozenset({400, 422, 501})  # answers of servers that cannot stream tool calls
 MAX_STOP_STRINGS = 4  # OpenAI's limit; longer lists are still applied on our side
 
 
@@ -59,6 +67,27 @@ class _Outcome:
     finish_reason: str | None = None
     done = False  # [DONE] seen or a finish_reason given
 
+    def __init__(self) -> None:
+        self.calls: dict[int, dict[str, str]] = {}  # tool-call deltas by index: id, name, arguments
+
+    def add_call_delta(self, delta: Any) -> None:
+        if not isinstance(delta, dict):
+            return
+        index = delta.get("index", len(self.calls))
+        call = self.calls.setdefault(index if isinstance(index, int) else len(self.calls), {"id": "", "name": "", "arguments": ""})
+        function = delta.get("function") or {}
+        call["id"] = delta.get("id") or call["id"]
+        call["name"] += function.get("name") or ""
+        arguments = function.get("arguments")
+        call["arguments"] += arguments if isinstance(arguments, str) else json.dumps(arguments) if arguments else ""
+
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        return tuple(
+            ToolCall(call["id"] or f"call_{index}", call["name"], call["arguments"])
+            for index, call in sorted(self.calls.items())
+            if call["name"]
+        )
+
 
 class OpenAIGenerator:
     """The :class:`core.ports.Generator` for OpenAI-compatible servers."""
@@ -78,6 +107,7 @@ class OpenAIGenerator:
         max_backoff_s: float = 30.0,
         connect_timeout_s: float = 10.0,
         extra_params: bool = False,
+        vision: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         """``api_key`` or the name of the environment variable that holds it; never logged.
@@ -101,6 +131,8 @@ class OpenAIGenerator:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.extra_params = extra_params
+        self.vision = vision
+        self._stream_tools = True  # False once the server refused a streamed request with tools
         self._api_key_env = api_key_env
         self._slots = asyncio.Semaphore(max_in_flight)
         self._in_flight = 0
@@ -140,7 +172,7 @@ class OpenAIGenerator:
         params: GenerationParams = request.params
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [self._message(m) for m in request.messages],
             "stream": True,
             "max_tokens": params.max_new_tokens,
             "temperature": params.temperature,
@@ -155,7 +187,28 @@ class OpenAIGenerator:
         if self.extra_params:
             body["top_k"] = params.top_k
             body["repetition_penalty"] = params.repetition_penalty
+        if request.tools:
+            body["tools"] = [
+                {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": json.loads(t.parameters)}}
+                for t in request.tools
+            ]
+            body["tool_choice"] = request.tool_choice
+            body["stream"] = self._stream_tools
         return body
+
+    def _message(self, message: ChatMessage) -> dict[str, Any]:
+        if message.role == "tool":
+            return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+        out: dict[str, Any] = {"role": message.role, "content": message.content}
+        if message.tool_calls:
+            out["content"] = message.content or None
+            out["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in message.tool_calls
+            ]
+        if message.images and self.vision:
+            parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
+            out["content"] = parts + [{"type": "image_url", "image_url": {"url": image.url}} for image in message.images]
+        return out
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         if not request.messages:
@@ -178,6 +231,8 @@ class OpenAIGenerator:
         with self._interrupts.watch(request.conversation_id) as interrupt:
             pieces = self._pieces(self._body(request), outcome)
             async for chunk in relay(pieces, stop_producer=lambda: None, finish=finish, stops=request.params.stop, deadline=deadline, interrupt=interrupt):
+                if chunk.finish_reason in (FinishReason.TOOL_CALLS, FinishReason.STOP) and outcome.calls:
+                    chunk = Chunk(chunk.text, FinishReason.TOOL_CALLS, outcome.tool_calls())
                 yield chunk
 
     async def _pieces(self, body: dict[str, Any], outcome: _Outcome) -> AsyncIterator[str]:
@@ -233,14 +288,19 @@ class OpenAIGenerator:
         choice = choices[0]
         if choice.get("finish_reason"):
             outcome.finish_reason, outcome.done = choice["finish_reason"], True
-        content = (choice.get("delta") or {}).get("content")
+        delta = choice.get("delta") or {}
+        for call_delta in delta.get("tool_calls") or ():
+            outcome.add_call_delta(call_delta)
+        content = delta.get("content")
         return content if isinstance(content, str) else ""
 
     def _whole_reply(self, raw: bytes, outcome: _Outcome) -> str:
         """A server that ignored ``stream: true`` and sent one JSON completion."""
         try:
             choice = json.loads(raw)["choices"][0]
-            text = choice["message"]["content"] or ""
+            text = choice["message"].get("content") or ""
+            for index, call in enumerate(choice["message"].get("tool_calls") or ()):
+                outcome.add_call_delta({"index": index, **call})
         except (ValueError, KeyError, IndexError, TypeError):
             raise GenerationError(f"{self.name}: the server sent an invalid completion: {raw[:80]!r}") from None
         outcome.finish_reason, outcome.done = choice.get("finish_reason") or "stop", True
@@ -264,6 +324,11 @@ class OpenAIGenerator:
                 detail = (await response.aread())[:300].decode("utf-8", "replace")
                 await response.aclose()
                 problem = f"HTTP {response.status_code} from {url}: {detail}"
+                if body.get("tools") and body.get("stream") and response.status_code in _NO_STREAMED_TOOLS:
+                    log.warning("%s: %s; asking again without streaming (tools)", self.name, problem)
+                    self._stream_tools = False
+                    body = {**body, "stream": False}
+                    continue
                 if response.status_code not in RETRY_STATUSES:
                     if response.status_code in (401, 403):
                         problem += f" (check the API key in {self._api_key_env or 'model.api_key_env'})"
