@@ -1,7 +1,8 @@
 """What feeds :class:`~core.http.metrics.Metrics` from the message path.
 
 * :class:`MetricsMiddleware`: outermost in the chain; counts what arrives and what
-  fails (by exception class), and rate-limit refusals.
+  fails (by exception class). Rate-limit refusals are counted by the limiters
+  themselves (``on_limited``), since after the first notice they drop silently.
 * :class:`AnsweredObserver`: a turn observer; counts answered turns and the reply
   latency (from the event's ``received_at`` to the stored reply).
 * :class:`MeteredGenerator`: wraps the Generator port; time to first token, tokens,
@@ -14,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from core.errors import GenerationBusy, GenerationError, RateLimited
+from core.errors import GenerationBusy, GenerationError
 from core.events import ChatMessage, Chunk, GenerationRequest
 from core.http.metrics import Metrics
 from core.ports import Generator
@@ -37,9 +38,6 @@ class MetricsMiddleware:
         metrics.messages_received.labels(ctx.event.key.platform).inc()
         try:
             await call_next(ctx)
-        except RateLimited:
-            metrics.rate_limited.inc()
-            raise
         except Exception as error:
             metrics.errors.labels(type(error).__name__).inc()
             raise

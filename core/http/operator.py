@@ -1,7 +1,7 @@
 """What one bot process gives its operators: metrics, readiness, and the HTTP server.
 
     operator = Operator.from_settings(settings.http)     # the server only if [http] is on
-    app = build_app(settings, features=[*features, metered(operator.metrics)])
+    app = build_app(settings, metrics=operator.metrics, features=[*features, setup_metrics])
     async with operator, app as bot:                    # /healthz answers from here on
         operator.watch(bot)                             # store + generator readiness
         ...adapters serve(bot, stop, operator)          # report their connection, share the server
@@ -20,7 +20,6 @@ from core.http.metrics import Metrics
 from core.http.settings import HttpSettings
 
 if TYPE_CHECKING:
-    from core.app import Feature
     from core.http.server import HttpServer
     from core.runtime import Runtime
 
@@ -58,18 +57,15 @@ class Operator:
             await self.server.stop()
 
 
-def metered(metrics: Metrics) -> "Feature":
-    """The feature that feeds ``metrics`` from the message path, through the declared seams.
+async def setup_metrics(bot: "Runtime", stack: AsyncExitStack) -> None:
+    """The feature that feeds ``bot.metrics`` from the message path, through the declared seams.
 
     Put it last in the feature list: its generator wrapper is then the outermost, so it
-    sees the busy refusals of the safety feature's concurrency cap.
+    sees the busy refusals of the safety feature's concurrency cap. (Rate limits, moderation
+    and scheduled jobs are counted where they happen, into the same ``bot.metrics``.)
     """
-
-    async def setup_metrics(bot: "Runtime", stack: AsyncExitStack) -> None:
-        seams = bot.seams
-        outermost = next(placed.name for placed in seams.middlewares.resolve() if placed.stage == "recovery")
-        seams.middlewares.add("recovery", "metrics", MetricsMiddleware(metrics), before=outermost)
-        seams.turn_observers.append(AnsweredObserver(metrics))
-        seams.generator_wrappers.append(lambda generator: MeteredGenerator(generator, metrics))
-
-    return setup_metrics
+    metrics, seams = bot.metrics, bot.seams
+    outermost = next(placed.name for placed in seams.middlewares.resolve() if placed.stage == "recovery")
+    seams.middlewares.add("recovery", "metrics", MetricsMiddleware(metrics), before=outermost)
+    seams.turn_observers.append(AnsweredObserver(metrics))
+    seams.generator_wrappers.append(lambda generator: MeteredGenerator(generator, metrics))
