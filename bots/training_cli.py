@@ -37,6 +37,7 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
         features: Annotated[bool, typer.Option(help="Also write stop-word-free 'features' per turn (retrieval models only).")] = False,
         overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+        grounded: Annotated[int, typer.Option(help="Also add this many grounded dialogues (memories, passages; English and Chinese) to train, 1/40 as many to valid.")] = 0,
     ) -> None:
         """Collect, clean (NFKC, denoise, dedupe, scrub PII) and split dialogue data."""
         from rich.console import Console
@@ -65,10 +66,17 @@ def register(app: typer.Typer) -> None:
             stats = d.prepare(chained(), out, extra=extra, malformed_lines=bad, valid=valid, test=test, seed=seed,
                               features=features, overwrite=overwrite,
                               progress=lambda it: track(it, description="cleaning", transient=True))
+            counts = {}
+            if grounded:
+                from training.grounded import add_grounded
+
+                counts = add_grounded(out, grounded, seed=seed)
         except PersonabotError as exc:
             _fail(str(exc))
         c = Console()
         c.print(f"{stats.conversations} conversations, {stats.turns} turns, {stats.tokens} words -> {out}")
+        if counts:
+            c.print(f"grounded dialogues added (split/language/kind): {counts}")
         c.print(f"splits {stats.splits}; dropped {dict(stats.dropped)}")
         if stats.dropped.get("malformed_line"):
             c.print(f"[yellow]{stats.dropped['malformed_line']} malformed or empty JSONL line(s) skipped[/yellow]")
@@ -80,7 +88,8 @@ def register(app: typer.Typer) -> None:
         arch: Annotated[str, typer.Option(help="transformer (Llama-style) or lstm (attention-LSTM baseline).")] = "transformer",
         tokenizer: Annotated[Optional[Path], typer.Option(help="Reuse a saved tokenizer (e.g. another model's folder).")] = None,
         vocab_size: Annotated[int, typer.Option(help="BPE vocabulary when training a tokenizer.")] = 8192,
-        block_size: Annotated[int, typer.Option(help="Context length in tokens.")] = 256,
+        block_size: Annotated[int, typer.Option(help="Longest training window in tokens.")] = 256,
+        context_size: Annotated[Optional[int], typer.Option(help="Model context (positions); default: block size.")] = None,
         hidden_size: Annotated[int, typer.Option()] = 256,
         layers: Annotated[int, typer.Option()] = 6,
         heads: Annotated[int, typer.Option()] = 4,
@@ -104,7 +113,7 @@ def register(app: typer.Typer) -> None:
 
         cfg = TrainConfig(
             data=str(data), out=str(out), arch=arch, tokenizer=str(tokenizer) if tokenizer else None,
-            vocab_size=vocab_size, block_size=block_size, hidden_size=hidden_size, layers=layers, heads=heads,
+            vocab_size=vocab_size, block_size=block_size, context_size=context_size, hidden_size=hidden_size, layers=layers, heads=heads,
             intermediate_size=intermediate_size, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
             max_steps=max_steps, eval_every=eval_every, eval_batches=eval_batches, checkpoint_every=checkpoint_every,
             patience=patience, max_minutes=max_minutes, loss_on=loss_on, seed=seed, threads=threads,
@@ -127,8 +136,16 @@ def register(app: typer.Typer) -> None:
         threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: every core).")] = None,
         md: Annotated[Path, typer.Option(help="Markdown report.")] = Path("docs/eval.md"),
         json_out: Annotated[Path, typer.Option("--json", help="JSON report.")] = Path("docs/eval.json"),
+        grounded: Annotated[bool, typer.Option(help="Grounded evaluation instead (memories, passages, language) through the chat service.")] = False,
+        n_grounded: Annotated[int, typer.Option(help="Held-out examples per kind and language (--grounded).")] = 40,
+        temperature: Annotated[float, typer.Option(help="Sampling temperature (--grounded).")] = 0.5,
     ) -> None:
-        """Perplexity, Hits@1/20, distinct-n and length on the test split, plus a TF-IDF retrieval baseline."""
+        """Perplexity, Hits@1/20, distinct-n and length on the test split, plus a TF-IDF retrieval baseline.
+
+        With --grounded: fact recall, abstention, passage use and language match on held-out
+        users, and the 20 fixed prompts; written as the ``## Grounding`` section of --md and
+        to --json.
+        """
         import shlex
         import sys
 
@@ -145,6 +162,9 @@ def register(app: typer.Typer) -> None:
         torch.set_num_threads(threads or os.cpu_count() or 1)
 
         command = "personabot " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        if grounded:
+            _grounded_eval(models, n_grounded, seed, temperature, md, json_out, command)
+            return
         settings = EvalSettings(n_rank=n_rank, n_ppl_windows=n_ppl_windows, n_samples=n_samples, seed=seed,
                                 extra={"command": command})
         try:
@@ -188,6 +208,37 @@ def register(app: typer.Typer) -> None:
         except PersonabotError as exc:
             _fail(str(exc))
         typer.echo(f"adapter saved to {out}: {info['steps']} steps, loss {info['first_loss']:.3f} -> {info['last_loss']:.3f}")
+
+
+def _grounded_eval(models: list[Path], n: int, seed: int, temperature: float, md: Path, json_out: Path, command: str) -> None:
+    import json
+
+    from rich.console import Console
+    from rich.progress import track
+    from rich.table import Table
+
+    from training.grounded_eval import METRICS, evaluate_grounded, fixed_prompt_replies, run, write_grounded_section
+
+    reports = []
+    try:
+        for model in models:
+            report = run(evaluate_grounded(str(model.resolve()), n, seed, temperature,
+                                           progress=lambda it: track(it, description=f"{model.name}", transient=True)))
+            report["fixed"] = run(fixed_prompt_replies(str(model.resolve())))
+            reports.append(report)
+    except PersonabotError as exc:
+        _fail(str(exc))
+    table = Table(title="grounding (held-out users)")
+    for header in ("model", "lang", *(h for _, h in METRICS)):
+        table.add_column(header, justify="right")
+    for report in reports:
+        for lang, row in report["summary"].items():
+            table.add_row(Path(report["model"]).name, lang,
+                          *(f"{row[k]:.2f}" if k in row else "–" for k, _ in METRICS))
+    Console().print(table)
+    json_out.write_text(json.dumps({"command": command, "reports": reports}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_grounded_section(md, reports, command)
+    typer.echo(f"wrote the grounding section of {md} and {json_out}")
 
 
 async def _consented_logs(db: Path) -> list:
