@@ -162,10 +162,8 @@ class PersonalizationCommands:
 
     async def forget_command(self, ctx: Context, args: tuple[str, ...]) -> str:
         user = ctx.event.user.qualified
-        now = self.svc.monotonic()
         if not args:
-            self.svc.forget_requests = {u: t for u, t in self.svc.forget_requests.items() if t > now}
-            self.svc.forget_requests[user] = now + self.svc.options.forget_confirm_ttl_s
+            await self.svc.request_forget(user)
             ids = await self.svc.identities(user)
             linked = f" This includes your linked accounts: {', '.join(ids[1:])}." if len(ids) > 1 else ""
             minutes = max(1, round(self.svc.options.forget_confirm_ttl_s / 60))
@@ -174,8 +172,7 @@ class PersonalizationCommands:
                 f"consent choices and links.{linked} It cannot be undone.\n"
                 f"To go ahead, send /forget confirm within {minutes} minute{'s' if minutes > 1 else ''}."
             )
-        deadline = self.svc.forget_requests.pop(user, None)
-        if deadline is None or deadline < now:
+        if not await self.svc.take_forget_request(user):
             raise CommandUsageError("no pending forget", user_message="Send /forget first, then /forget confirm.")
         ctx.state[STATE_FORGOT] = True
         await self.svc.forget(user)

@@ -41,6 +41,7 @@ STATE_QUERY = "personalization.query"  # ctx.state: embedding of the message
 STATE_MEMORIES = "personalization.memories"  # ctx.state: ids of memories given to the prompt
 STATE_FORGOT = "personalization.forgot"  # ctx.state: this event forgot its user itself
 SEEN_SETTING = "catalog_seen"
+FORGET_SETTING = "forget_confirm"  # a /forget waiting for /forget confirm: {"until": wall time}
 
 
 @dataclasses.dataclass
@@ -72,10 +73,9 @@ class Personalization:
         self._full_catalog = catalog
         self.persona_vectors = personas
         self.links = LinkCodes(bot.store, options.link_code_ttl_s)
-        self.clock = time.time  # wall time: memory ages
-        self.monotonic = time.monotonic  # deadlines: forget confirmations, link attempts
+        self.clock = time.time  # wall time: memory ages, forget confirmations (stored, so they outlive the process)
+        self.monotonic = time.monotonic  # deadlines: link attempts
         self._activity: dict[str, _Activity] = {}
-        self.forget_requests: dict[str, float] = {}  # user -> monotonic deadline of the confirmation
         self.link_failures: dict[str, deque[float]] = {}
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -238,9 +238,26 @@ class Personalization:
                 activity.forgets += 1
                 for key in list(activity.keys):
                     self._chat.cancel(key)
-            self.forget_requests.pop(identity, None)
-            self.link_failures.pop(identity, None)
+            self.link_failures.pop(identity, None)  # a pending forget confirmation is a user setting: forgotten too
         return await forget_user_data(self.store, user, actor=actor, holders=self._seams.user_data)
+
+    async def request_forget(self, user: str) -> None:
+        """Hold a /forget for confirmation, in the store: ``/forget confirm`` works from the
+        next process too (``personabot ask``, a restart), until the deadline."""
+        deadline = self.clock() + self.options.forget_confirm_ttl_s
+        await self.store.set_setting(user_scope(user), FORGET_SETTING, json.dumps({"until": deadline}))
+
+    async def take_forget_request(self, user: str) -> bool:
+        """Whether a /forget of ``user`` waits for confirmation and is still in time; it is used up."""
+        async with self.user_lock(user):
+            raw = await self.store.get_setting(user_scope(user), FORGET_SETTING)
+            if raw is None:
+                return False
+            await self.store.set_setting(user_scope(user), FORGET_SETTING, None)
+        try:
+            return float(json.loads(raw)["until"]) > self.clock()
+        except (ValueError, KeyError, TypeError):
+            return False
 
     def user_data_holders(self) -> list[UserDataHolder]:
         return list(self._seams.user_data)

@@ -90,7 +90,7 @@ async def test_the_confirmation_expires():
     async with personal_app(forget_confirm_ttl_s=60) as app:
         await say(app, "I live in Berlin")
         now = [1000.0]
-        app.services.personalization.monotonic = lambda: now[0]
+        app.services.personalization.clock = lambda: now[0]
         await say(app, "/forget")
         now[0] += 61
         assert "Send /forget first" in (await say(app, "/forget confirm")).last
@@ -161,3 +161,44 @@ async def test_retention_deletes_old_messages_at_startup_and_on_demand(tmp_path)
         assert await apply_retention(app.store, 5) == 0
         assert await apply_retention(app.store, 5, now=time.time() + 6 * day) == 2
         assert rows_naming(db, ["fresh message"]) == {}
+
+
+async def test_the_confirmation_survives_a_restart_and_is_used_once(tmp_path):
+    db = tmp_path / "bot.db"
+    async with personal_app(db) as app:
+        await say(app, "I live in Berlin")
+        assert "/forget confirm" in (await say(app, "/forget")).last
+    async with personal_app(db) as app:  # a new process on the same database
+        assert (await say(app, "/forget confirm")).last.startswith("Done.")
+        assert "Send /forget first" in (await say(app, "/forget confirm")).last
+    assert rows_naming(db, [USER, "Berlin"]) == {}
+
+
+async def test_an_expired_confirmation_from_a_past_process_is_refused(tmp_path):
+    db = tmp_path / "bot.db"
+    async with personal_app(db, forget_confirm_ttl_s=60) as app:
+        await say(app, "I live in Berlin")
+        await say(app, "/forget")
+    async with personal_app(db, forget_confirm_ttl_s=60) as app:
+        app.services.personalization.clock = lambda: time.time() + 61
+        assert "Send /forget first" in (await say(app, "/forget confirm")).last
+        assert await app.store.memories(USER) != []
+
+
+def test_forget_then_confirm_across_personabot_ask_calls(tmp_path):
+    from tests.bots.test_cli import personabot
+
+    bot = tmp_path / "bot.toml"
+    bot.write_text('name = "asktest"\n[model]\nbackend = "scripted"\nreplies = ["Nice to hear that!"]\n'
+                   '[storage]\npath = "asktest.db"\n', encoding="utf-8")
+
+    def ask(text: str) -> str:
+        result = personabot("ask", text, "--bot", str(bot), "--user", "ana", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    ask("My name is Ann and I live in Berlin")
+    assert "/forget confirm" in ask("/forget")
+    assert ask("/forget confirm").strip() == "Done. I deleted everything I kept about you."
+    assert "Send /forget first" in ask("/forget confirm")
+    assert rows_naming(tmp_path / "asktest.db", ["Berlin", "Ann"]) == {}
