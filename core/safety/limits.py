@@ -18,12 +18,9 @@ from typing import Any
 from core.dispatcher import Context, Handler
 from core.errors import GenerationBusy, RateLimited
 from core.events import ChatMessage, Chunk, GenerationRequest, IncomingMessage
-from core.middleware import TokenBucket
-from core.ports import Generator
+from core.ports import Generator, Store
+from core.shared_limits import SharedLimits
 from core.settings import LimitsSettings
-
-PRUNE_ABOVE = 10_000  # buckets kept before idle (full) ones are dropped
-
 
 def utc_today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
@@ -33,7 +30,8 @@ class AbuseLimiter:
     """Middleware replacing :class:`core.middleware.RateLimiter`, with the daily quota.
 
     The quota counts chat messages that reach the bot (not commands) per user and UTC
-    day, in memory: a restart gives everyone a fresh quota.
+    day. Given the bot's ``store``, buckets, notices and quota live in it (shared by
+    every process of the bot, kept across restarts; core/shared_limits.py), else in memory.
     """
 
     def __init__(
@@ -41,8 +39,9 @@ class AbuseLimiter:
         limits: LimitsSettings,
         *,
         exempt: Callable[[IncomingMessage], bool] = lambda event: False,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
         today: Callable[[], dt.date] = utc_today,
+        store: Store | None = None,
     ) -> None:
         self._user = (limits.user_messages_per_minute / 60, limits.user_burst)
         self._chat = (limits.chat_messages_per_minute / 60, limits.chat_burst)
@@ -50,11 +49,7 @@ class AbuseLimiter:
         self._exempt = exempt
         self._clock = clock
         self._today = today
-        self._buckets: dict[str, TokenBucket] = {}
-        self._told_until: dict[str, float] = {}
-        self._day = today()
-        self._used: dict[str, int] = {}  # user -> chat messages today
-        self._quota_told: set[str] = set()
+        self._limits = SharedLimits(store)
 
     async def __call__(self, ctx: Context, call_next: Handler) -> None:
         event = ctx.event
@@ -64,29 +59,13 @@ class AbuseLimiter:
         now = self._clock()
         user, chat = f"user:{event.user.qualified}", f"chat:{event.key.qualified}"
         for key, (rate, burst) in ((user, self._user), (chat, self._chat)):
-            wait = self._bucket(key, rate, burst).take(now)
+            wait = await self._limits.take(key, rate, burst, now)
             if wait:
-                self._limited(key, now, wait, user_message=self._message(key, wait))
+                await self._limited(key, now, wait, user_message=self._message(key, wait))
                 return
-        if event.command is None and self._quota is not None and not self._take_quota(event.user.qualified):
+        if event.command is None and self._quota is not None and not await self._take_quota(event.user.qualified):
             return
         await call_next(ctx)
-
-    def _bucket(self, key: str, rate: float, burst: int) -> TokenBucket:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) > PRUNE_ABOVE:
-                self._prune()
-            bucket = self._buckets[key] = TokenBucket(rate, burst)
-        return bucket
-
-    def _prune(self) -> None:
-        """Forget buckets that have refilled completely: they behave like new ones."""
-        now = self._clock()
-        full = [key for key, b in self._buckets.items() if now - b.updated >= b.burst / b.rate]
-        for key in full:
-            del self._buckets[key]
-        self._told_until = {key: until for key, until in self._told_until.items() if until > now}
 
     @staticmethod
     def _message(key: str, wait: float) -> str:
@@ -95,33 +74,27 @@ class AbuseLimiter:
             return f"This chat is sending me messages too fast. Please wait {seconds} s."
         return f"You are sending messages too fast. Please wait {seconds} s."
 
-    def _limited(self, key: str, now: float, wait: float, user_message: str) -> None:
+    async def _limited(self, key: str, now: float, wait: float, user_message: str) -> None:
         """Raise the notice once per window; return quietly while the window lasts."""
-        if self._told_until.get(key, 0.0) > now:
+        if not await self._limits.notice_due(key, now, max(wait, 1.0)):
             return
-        self._told_until[key] = now + max(wait, 1.0)
         raise RateLimited(f"{key} limited", retry_after=wait, user_message=user_message)
 
-    def _take_quota(self, user: str) -> bool:
+    async def _take_quota(self, user: str) -> bool:
         """Count one message against today's quota; False (silently) once the notice was given."""
-        today = self._today()
-        if today != self._day:
-            self._day, self._used, self._quota_told = today, {}, set()
-        used = self._used.get(user, 0)
-        if self._quota is not None and used >= self._quota:
-            if user in self._quota_told:
+        assert self._quota is not None
+        if not await self._limits.use_quota(f"user:{user}", self._today().isoformat(), self._quota):
+            if not await self._limits.notice_due(f"quota:user:{user}", self._clock(), _seconds_to_midnight()):
                 return False
-            self._quota_told.add(user)
             raise RateLimited(
                 f"user:{user} over daily quota",
                 retry_after=_seconds_to_midnight(),
                 user_message=f"You have reached today's limit of {self._quota} messages. It resets at 00:00 UTC.",
             )
-        self._used[user] = used + 1
         return True
 
-    def quota_used(self, user: str) -> int:
-        return self._used.get(user, 0) if self._today() == self._day else 0
+    async def quota_used(self, user: str) -> int:
+        return await self._limits.quota_used(f"user:{user}", self._today().isoformat())
 
 
 def _seconds_to_midnight() -> float:

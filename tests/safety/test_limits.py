@@ -80,7 +80,7 @@ async def test_daily_quota_counts_chat_not_commands_and_resets_each_day():
         assert await send(app, outbox) == []  # told once
         assert (await send(app, outbox, "/help"))[0].startswith("Commands:")  # commands still work
         assert await send(app, outbox, user="telegram:2") == [REPLY]
-        assert limiter.quota_used("telegram:1") == 2
+        assert await limiter.quota_used("telegram:1") == 2
         clock.day += dt.timedelta(days=1)
         clock.now += 3600
         assert await send(app, outbox) == [REPLY]
@@ -138,11 +138,11 @@ async def test_the_generation_cap_queues_within_the_wait():
 
 
 async def test_idle_buckets_are_forgotten_so_memory_stays_bounded(monkeypatch):
-    monkeypatch.setattr("core.safety.limits.PRUNE_ABOVE", 4)
+    monkeypatch.setattr("core.shared_limits.PRUNE_ABOVE", 4)
     async with safe_app() as app:
         clock, outbox = Clock(), RecordingOutbox()
         limiter = use_clock(app, clock)
         for n in range(20):
             clock.now += 3600  # everyone before is idle and full again
             assert await send(app, outbox, user=f"telegram:{n}") == [REPLY]
-        assert len(limiter._buckets) <= 6  # 4 kept at most before pruning, plus this user's and chat's
+        assert len(limiter._limits._buckets) <= 6  # 4 kept at most before pruning, plus this user's and chat's
