@@ -3,6 +3,7 @@
     python3 requirements/lock.py check              # CI: are the locks up to date? (stdlib only)
     python3 requirements/lock.py refresh            # after editing pyproject.toml (pip install uv)
     python3 requirements/lock.py refresh --upgrade  # move every pin to the newest release allowed
+    python3 requirements/lock.py refresh --prefer-installed   # a new package at the version installed here
 
 Three locks, all for CPython 3.11 on Linux x86_64:
 
@@ -125,9 +126,25 @@ def stamp(root: Path, lock: Lock) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def prefer_installed(path: Path) -> None:
+    """Add ``name==version`` of each installed distribution the lock lacks: uv keeps the pins
+    it finds in its output file, so a package just added is locked at the version tested with."""
+    from importlib.metadata import distributions
+
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    have = set(pins(text))
+    found = {re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(): d.version for d in distributions() if d.metadata["Name"]}
+    extra = [f"{name}=={version}" for name, version in sorted(found.items()) if name not in have and name not in ("personabot", "torch")]
+    path.write_text(text + "".join(f"{line}\n" for line in extra), encoding="utf-8")
+
+
 def refresh(root: Path, extra_args: list[str]) -> None:
     """``uv pip compile`` each lock (keeping the pins it can, unless --upgrade), then stamp it."""
+    installed = "--prefer-installed" in extra_args
+    extra_args = [arg for arg in extra_args if arg != "--prefer-installed"]
     for lock in LOCKS:
+        if installed:
+            prefer_installed(root / "requirements" / lock.file)
         command = ["uv", "pip", "compile", "pyproject.toml", f"requirements/{lock.pins}", *TARGET, "--quiet",
                    "--custom-compile-command", REFRESH, "-o", f"requirements/{lock.file}"]
         command += [arg for name in extras(root, lock) for arg in ("--extra", name)]
