@@ -201,3 +201,9 @@ async def kb_reload(turn: Turn) -> str:
     skipped = f" Skipped: {', '.join(index.skipped)}." if index.skipped else ""
     files = len({passage.source for passage in index.passages})
     return f"Reloaded the knowledge base: {files} documents, {len(index.passages)} passages.{skipped}"
+
+
+@plugin.tool("knowledge_search", "Search the help articles; returns passages with their sources (cite them).")
+async def knowledge_tool(turn: Turn, query: str, limit: int = 3) -> list[dict[str, object]]:
+    found = await search(turn.plugin, query, max(1, min(limit, 8)), _config(turn.plugin).min_score)
+    return [{"source": passage.citation, "score": round(score, 3), "text": passage.text} for score, passage in found]

@@ -150,3 +150,18 @@ async def export(ctx: PluginContext, user_id: str) -> list[dict[str, object]]:
 @plugin.forget_user
 async def forget(ctx: PluginContext, user_id: str) -> int:
     return await ctx.storage.user(user_id).forget()
+
+
+@plugin.tool("reminder_create", "Set a reminder for the user, e.g. request='tomorrow at 9 to call mum' (their words).")
+async def reminder_create_tool(turn: Turn, request: str) -> str:
+    return await create(turn, request)
+
+
+@plugin.tool("reminder_list", "List the user's reminders (ids, times, texts).")
+async def reminder_list_tool(turn: Turn) -> str:
+    return await list_reminders(turn)
+
+
+@plugin.tool("reminder_cancel", "Cancel one of the user's reminders by its id.")
+async def reminder_cancel_tool(turn: Turn, reminder_id: int) -> str:
+    return await cancel(turn, reminder_id)

@@ -7,6 +7,7 @@
         middlewares (feature)→ knows whose turns are in flight, so /forget can stop them
         commands             → /profile /memory /forget /export /recommend /privacy /link /unlink
         services             → ``personalization`` (the service, for the CLI and the console)
+        tools                → memory_recall, memory_save (the user's own), recommend (core/tools/builtin.py)
         retention            → a background sweep when [storage] retention_days is set
 """
 
@@ -21,6 +22,7 @@ from core.personalization.privacy import apply_retention, retention_loop
 from core.personalization.service import Personalization
 from core.personalization.settings import load_personalization
 from core.runtime import Runtime
+from core.tools.builtin import memory_tools, recommend_tool
 
 
 async def setup_personalization(bot: Runtime, stack: AsyncExitStack) -> None:
@@ -34,7 +36,9 @@ async def setup_personalization(bot: Runtime, stack: AsyncExitStack) -> None:
     vectors = await embedder.embed([f"{p.title}. {p.description} {p.style}" for p in personas])
     service = Personalization(bot, embedder, options, catalog, dict(zip([p.name for p in personas], vectors)))
     seams = bot.seams
-    seams.commands.extend(PersonalizationCommands(service).specs())
+    commands = PersonalizationCommands(service)
+    seams.commands.extend(commands.specs())
+    seams.tools.extend([*memory_tools(bot.store, memory_default=options.memory_default), recommend_tool(commands.recommend_command)])
     seams.prompt_contributors.append(service.contribute)
     seams.turn_observers.append(service.observe)
     seams.middlewares.add("feature", "track_turns", service.track_turns)

@@ -31,6 +31,7 @@ from core.events import ConversationKey, IncomingMessage, Reply, SentMessage, Us
 from core.personas import Persona, load_persona_file
 from core.records import ScheduledJob
 from core.seams import STAGES
+from core.tools.spec import Tool, make_tool
 
 if TYPE_CHECKING:
     from core.dispatcher import Context
@@ -181,6 +182,7 @@ class Plugin:
         self.teardown_hooks: list[LifecycleFn] = []
         self.exporter: ExportFn | None = None
         self.forgetter: ForgetFn | None = None
+        self.tools: list[Tool] = []
 
     def __repr__(self) -> str:
         return f"Plugin({self.name!r})"
@@ -213,6 +215,39 @@ class Plugin:
             if any((other.admin_only, other.name) == (admin, name) for other in self.commands):
                 raise ConfigError(f"plugin {self.name}: command /{spec.qualified_name} declared twice")
             self.commands.append(spec)
+            return handler
+
+        return register
+
+    def tool(
+        self,
+        name: str,
+        description: str,
+        *,
+        params: type[BaseModel] | None = None,
+        admin: bool = False,
+        confirm: bool = False,
+        groups: bool = True,
+        timeout_s: float = 20.0,
+        secret_args: tuple[str, ...] = (),
+    ) -> Callable[[F], F]:
+        """A tool the model may call (docs/tools.md): ``async def run(turn, city: str, days: int = 1)``.
+
+        The JSON schema comes from the type hints after ``turn`` (or from ``params``, a
+        pydantic model, passed as the second argument); arguments are validated before the
+        handler runs. Return text or JSON-able data: it goes to the model as an untrusted
+        tool result. ``admin``: never offered to non-admins; ``confirm``: the user approves
+        with /confirm first; ``groups=False``: not in group chats.
+        """
+
+        def register(handler: F) -> F:
+            declared = make_tool(
+                handler, name, description, params=params, admin_only=admin, confirm=confirm, groups_allowed=groups,
+                owner=f"plugin:{self.name}", timeout_s=timeout_s, secret_args=secret_args,
+            )
+            if any(existing.name == name for existing in self.tools):
+                raise ConfigError(f"plugin {self.name}: tool {name!r} declared twice")
+            self.tools.append(declared)
             return handler
 
         return register

@@ -22,6 +22,7 @@ from core.plugins.api import CONTINUE, MessageHandler, Plugin, Turn
 from core.plugins.context import PluginContext
 from core.prompt import PromptSection
 from core.runtime import Runtime
+from core.tools.spec import Tool, ToolContext
 
 T = TypeVar("T")
 
@@ -70,6 +71,8 @@ class PluginWiring:
         for reply_filter in plugin.reply_filters:
             seams.reply_filters.append(self._reply_filter(loaded, reply_filter))
         seams.personas.extend(plugin.personas)
+        for declared in plugin.tools:
+            seams.tools.add(replace(declared, handler=self._tool(loaded, declared)))
 
     async def _guard(self, loaded: LoadedPlugin, what: str, call: Awaitable[T]) -> T:
         """Await a plugin's code: its deliberate PersonabotErrors pass, anything else becomes an apology."""
@@ -188,6 +191,16 @@ class PluginWiring:
                 raise failure from exc
 
         return plugin_middleware
+
+    def _tool(self, loaded: LoadedPlugin, declared: Tool) -> Callable[..., Awaitable[Any]]:
+        """The plugin's handler gets a Turn; a failure is counted like any of its hooks' and the
+        model is told the tool failed (the runner reports it)."""
+        handler = declared.handler
+
+        async def run(call: ToolContext, **arguments: Any) -> Any:
+            return await self._guard(loaded, f"tool {declared.name}", handler(Turn(loaded.ctx, call.turn), **arguments))
+
+        return run
 
     def _contributor(self, loaded: LoadedPlugin, contributor: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[list[PromptSection]]]:
         async def contribute(ctx: Context, persona: Persona) -> list[PromptSection]:

@@ -1,4 +1,5 @@
-"""The core's own tools: the user's memories (their own only, never another user's).
+"""The core's own tools (the personalization feature adds them): the user's memories (their
+own only, never another user's) and recommendations.
 
 The user is always the one who sent the message (``ctx.user_id``), never an argument,
 so a model cannot be talked into reading or writing someone else's memories. Saving
@@ -8,7 +9,9 @@ respects the user's ``memory`` consent (core/personalization/profiles.py).
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 
+from core.dispatcher import Context
 from core.personalization.profiles import consent_of
 from core.ports import Store
 from core.tools.spec import Tool, ToolContext, make_tool
@@ -45,3 +48,12 @@ def memory_tools(store: Store, *, memory_default: bool = True) -> list[Tool]:
         make_tool(recall, "memory_recall", "Look up what the user told you before about themselves (their own memories)."),
         make_tool(save, "memory_save", "Remember a fact the user asked you to remember about themselves."),
     ]
+
+
+def recommend_tool(recommend: Callable[[Context, tuple[str, ...]], Awaitable[str]]) -> Tool:
+    """/recommend as a tool: the same picks, for the user who asks."""
+
+    async def run(ctx: ToolContext, count: int = 3) -> str:
+        return await recommend(ctx.turn, (str(count),))
+
+    return make_tool(run, "recommend", "Suggest items from the bot's catalog that suit the user's interests.")

@@ -1,5 +1,7 @@
-"""The tools feature: switches the ``tools`` seam on, adds the core's tools, /admin tools,
-/confirm, and the MCP servers of the bot file (started and stopped with the bot)."""
+"""The tools feature: switches the ``tools`` seam on with ``[tools]``, adds /admin tools and
+/confirm, and the MCP servers of the bot file (started and stopped with the bot). Other
+features declare their own tools (personalization: memories and recommendations; plugins:
+``@plugin.tool``)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,10 @@ from core.dispatcher import Context
 from core.errors import NotFound
 from core.ports import PluginStore
 from core.runtime import Runtime
-from core.tools.builtin import memory_tools
 from core.tools.mcp import McpServers
 from core.tools.registry import ToolRegistry
 from core.tools.runner import result_text
+from core.tools.spec import ToolError
 
 
 def admin_tools_command(registry: ToolRegistry, servers: McpServers) -> CommandSpec:
@@ -39,7 +41,7 @@ def confirm_command(bot: Runtime, registry: ToolRegistry) -> CommandSpec:
             value = await pending.tool.handler(pending.ctx, **pending.arguments)
             outcome, text = "ok", result_text(value, registry.settings.max_result_chars)
         except Exception as exc:
-            outcome, text = "error", f"it failed ({getattr(exc, 'user_message', None) or type(exc).__name__})"
+            outcome, text = "error", f"it failed ({exc if isinstance(exc, ToolError) else type(exc).__name__})"
         await bot.store.audit(ctx.event.user.qualified, f"tool:{pending.tool.name}", pending.tool.owner, f"confirmed:{outcome}")
         return f"Done ({pending.tool.name}): {text}" if outcome == "ok" else f"{pending.tool.name}: {text}"
 
@@ -50,8 +52,6 @@ async def setup_tools(bot: Runtime, stack: AsyncExitStack) -> None:
     settings, registry = bot.settings, bot.seams.tools
     trace_store = bot.store if isinstance(bot.store, PluginStore) else None
     registry.configure(settings.tools, bot.is_admin, offer=settings.model.tools, trace_store=trace_store)
-    if bot.services.personalization is not None:
-        registry.extend(memory_tools(bot.store))
     servers = McpServers(registry, settings.mcp.servers)
     await stack.enter_async_context(servers)
     bot.seams.commands.add(admin_tools_command(registry, servers))

@@ -73,7 +73,7 @@ async def answer_with_tools(
         await streamer.consume(generator.stream(request))
         return streamer.text
     settings = registry.settings
-    runner = ToolRunner(registry, store, ToolContext(event, registry.is_admin(event), ctx.state))
+    runner = ToolRunner(registry, store, ToolContext(ctx, registry.is_admin(event)))
     specs = tuple(tool.spec() for tool in offered)
     messages = list(request.messages)
     deadline = time.monotonic() + settings.turn_budget_s

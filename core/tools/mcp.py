@@ -24,7 +24,7 @@ from core.errors import ConfigError
 from core.logmask import masking_env
 from core.tools.registry import ToolRegistry
 from core.tools.settings import McpServer
-from core.tools.spec import Tool, ToolContext, schema_validator
+from core.tools.spec import Tool, ToolContext, ToolError, schema_validator
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,8 @@ PING_EVERY_S = 15.0
 BACKOFF_S, MAX_BACKOFF_S = 1.0, 60.0
 
 
-class ToolFailed(RuntimeError):
+class ToolFailed(ToolError):
     """An MCP tool answered with ``is_error`` (its text is what the model is told)."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.user_message = text
 
 
 def _content_text(result: Any) -> str:

@@ -15,11 +15,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from core.errors import PersonabotError, PluginError
 from core.events import ToolCall
 from core.logmask import PROCESS_MASK
 from core.ports import Store
 from core.tools.registry import ToolRegistry
-from core.tools.spec import ArgumentsInvalid, Tool, ToolContext
+from core.tools.spec import ArgumentsInvalid, Tool, ToolContext, ToolError
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,12 @@ class ToolRunner:
             return ToolOutcome(call, "timeout", f"error: the tool {tool.name} did not answer within {limit:g} s")
         except Exception as exc:
             log.warning("tool %s failed: %s: %s", tool.name, type(exc).__name__, exc)
-            message = getattr(exc, "user_message", None) or f"{type(exc).__name__}"
+            if isinstance(exc, ToolError):
+                message = str(exc)
+            elif isinstance(exc, PersonabotError) and not isinstance(exc, PluginError):
+                message = str(exc.user_message)  # a deliberate answer: usage, not found, a limit
+            else:
+                message = type(exc).__name__
             return ToolOutcome(call, "error", f"error: the tool {tool.name} failed: {message}")
         return ToolOutcome(call, "ok", result_text(value, self.registry.settings.max_result_chars))
 

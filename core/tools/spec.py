@@ -16,12 +16,13 @@ import inspect
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, get_type_hints
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from core.dispatcher import Context
 from core.errors import ConfigError
 from core.events import IncomingMessage, ToolSpec
 
@@ -32,17 +33,30 @@ class ArgumentsInvalid(ValueError):
     """The model's arguments do not match the schema; the message is what the model is told."""
 
 
+class ToolError(Exception):
+    """Raised by a tool to tell the model why it has no result (the message goes to the model;
+    any other exception is reported to the model by its type only)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ToolContext:
-    """The narrow view a tool handler gets: who asks, where, and the message they sent."""
+    """The narrow view a core tool handler gets: who asks, where, and the message they sent.
+    Plugin tools get a :class:`~core.plugins.api.Turn` made from it instead."""
 
-    event: IncomingMessage
+    turn: Context
     is_admin: bool
-    state: dict[str, Any] = field(default_factory=dict)  # the turn's shared state (plugins keep theirs here)
+
+    @property
+    def event(self) -> IncomingMessage:
+        return self.turn.event
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self.turn.state
 
     @property
     def user_id(self) -> str:
-        return self.event.user.qualified
+        return self.turn.event.user.qualified
 
 
 ToolHandler = Callable[..., Awaitable[Any]]
