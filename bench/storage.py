@@ -1,7 +1,10 @@
-"""SQLiteStore benchmark: write throughput under concurrent chats, read latency on a big DB.
+"""Store benchmark: write throughput under concurrent chats, read latency on a big DB,
+for SQLite and, in the same run, PostgreSQL.
 
-    python bench/storage.py                      # 100 chats, 1,000,000 stored messages
+    python bench/storage.py                      # SQLite: 100 chats, 1,000,000 stored messages
     python bench/storage.py --messages 200000    # quicker
+    python bench/storage.py --store postgresql://bot@db:5432/bench   # SQLite, then that (empty) database
+    python bench/storage.py --start-postgres     # SQLite, then a throwaway local server (fsync on)
 
 Prints:
   1. history writes/s: each of ``--chats`` concurrent chats stores a user turn and its
@@ -11,7 +14,9 @@ Prints:
   2. history-window query latency (p50/p99, ``--window`` messages) on a database with
      ``--messages`` stored messages, idle and while the chats keep writing; plus the
      crash-recovery scan (unanswered) and a forget_user on that database.
-The big database is built with executemany straight through sqlite3, not the API.
+The big database is built with executemany straight through sqlite3 (COPY for
+PostgreSQL), not the API. With --store, give an empty database: it is emptied between the
+tests and left filled.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.errors import StorageError  # noqa: E402
 from core.events import ConversationKey  # noqa: E402
+from core.ports import Store  # noqa: E402
 from core.storage import SQLiteStore  # noqa: E402
+from core.storage.postgres import PostgresStore  # noqa: E402
 from bench_support import percentile  # noqa: E402
 
 TEXTS = ["你好，今天怎么样？", "hello there, how are you doing today?", "مرحبا", "ok 👍", "明天见"]
@@ -48,7 +55,7 @@ class BusyCounter:
             self.other += 1
 
 
-async def chat_pairs(store: SQLiteStore, chat: int, turns: int, errors: BusyCounter) -> None:
+async def chat_pairs(store: Store, chat: int, turns: int, errors: BusyCounter) -> None:
     conversation = await store.active_conversation(ConversationKey("bench", str(chat)))
     for turn in range(turns):
         try:
@@ -58,7 +65,7 @@ async def chat_pairs(store: SQLiteStore, chat: int, turns: int, errors: BusyCoun
             errors.seen(error)
 
 
-async def chat_full_path(store: SQLiteStore, chat: int, turns: int, window: int, errors: BusyCounter) -> None:
+async def chat_full_path(store: Store, chat: int, turns: int, window: int, errors: BusyCounter) -> None:
     key, user_id = ConversationKey("bench", f"full{chat}"), f"bench:full{chat}"
     for turn in range(turns):
         try:
@@ -73,8 +80,8 @@ async def chat_full_path(store: SQLiteStore, chat: int, turns: int, window: int,
             errors.seen(error)
 
 
-async def bench_writes(path: Path, chats: int, turns: int, window: int) -> None:
-    async with SQLiteStore(path) as store:
+async def bench_writes(store: Store, chats: int, turns: int, window: int) -> None:
+    async with store:
         errors = BusyCounter()
         start = time.perf_counter()
         await asyncio.gather(*(chat_pairs(store, chat, turns, errors) for chat in range(chats)))
@@ -82,8 +89,9 @@ async def bench_writes(path: Path, chats: int, turns: int, window: int) -> None:
         pairs = chats * turns
         print(f"writes: {chats} concurrent chats x {turns} turns (user turn + reply)")
         print(f"  history writes/s (turn pairs): {pairs / elapsed:,.0f}   messages/s: {2 * pairs / elapsed:,.0f}")
-        print(f"  SQLITE_BUSY/locked errors: {errors.busy}   other errors: {errors.other}")
-        print(f"  operations per commit: {store.write_ops / store.write_batches:.1f}")
+        print(f"  busy/locked errors: {errors.busy}   other errors: {errors.other}")
+        if isinstance(store, SQLiteStore):
+            print(f"  operations per commit: {store.write_ops / store.write_batches:.1f}")
 
         errors = BusyCounter()
         start = time.perf_counter()
@@ -91,16 +99,66 @@ async def bench_writes(path: Path, chats: int, turns: int, window: int) -> None:
         elapsed = time.perf_counter() - start
         print("  whole ChatService storage path per message (dedupe, ban check, touch_user,")
         print(f"  active_conversation, add_user_message, history({window}), add_reply): {pairs / elapsed:,.0f} messages/s")
-        print(f"  SQLITE_BUSY/locked errors: {errors.busy}   other errors: {errors.other}")
+        print(f"  busy/locked errors: {errors.busy}   other errors: {errors.other}")
+
+
+def big_rows(messages: int, per_conversation: int) -> tuple[int, int, float, object]:
+    """(conversations, users, start time, message rows) of the big database; the same for both backends."""
+    conversations = max(1, messages // per_conversation)
+    users = max(1, conversations // 2)
+    rng = random.Random(7)
+    now = time.time() - messages  # one message a second, ending now
+
+    def rows():
+        for pair in range(messages // 2):
+            conversation = rng.randrange(conversations)
+            user_id = f"big:{conversation % users}"
+            at = now + 2 * pair
+            text = TEXTS[pair % len(TEXTS)]
+            yield (2 * pair + 1, conversation + 1, "user", user_id, text, at, None, None, False)
+            yield (2 * pair + 2, conversation + 1, "assistant", None, text, at + 1, None, 2 * pair + 1, False)
+
+    return conversations, users, now, rows()
+
+
+async def build_big_postgres(url: str, messages: int, per_conversation: int) -> int:
+    """Schema through the store, rows through COPY. Returns the conversation count."""
+    import asyncpg
+
+    async with PostgresStore(url):
+        pass
+    conversations, users, now, rows = big_rows(messages, per_conversation)
+    conn = await asyncpg.connect(url)
+    try:
+        # The write test ran on this database first: start the big one from empty tables.
+        await conn.execute("TRUNCATE users, conversations, messages, processed_events RESTART IDENTITY CASCADE")
+        await conn.copy_records_to_table(
+            "users", columns=["id", "display_name", "first_seen", "last_seen", "message_count"],
+            records=((f"big:{u}", f"用户{u}", now, now, 0) for u in range(users)))
+        await conn.copy_records_to_table(
+            "conversations", columns=["id", "platform", "key", "started_at", "active"],
+            records=((c + 1, "big", f"big:chat{c}", now, True) for c in range(conversations)))
+        batch: list[tuple] = []
+        columns = ["id", "conversation_id", "role", "user_id", "text", "created_at", "event_id", "reply_to", "answered"]
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= 100_000:
+                await conn.copy_records_to_table("messages", columns=columns, records=batch)
+                batch = []
+        if batch:
+            await conn.copy_records_to_table("messages", columns=columns, records=batch)
+        for table in ("conversations", "messages"):
+            await conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+    return conversations
 
 
 def build_big_db(path: Path, messages: int, per_conversation: int) -> int:
     """Schema through the store, rows through executemany. Returns the conversation count."""
     asyncio.run(_create_schema(path))
-    conversations = max(1, messages // per_conversation)
-    users = max(1, conversations // 2)
-    rng = random.Random(7)
-    now = time.time() - messages  # one message a second, ending now
+    conversations, users, now, rows = big_rows(messages, per_conversation)
     db = sqlite3.connect(path)
     db.execute("PRAGMA synchronous = OFF")
     db.execute("PRAGMA cache_size = -262144")
@@ -113,20 +171,10 @@ def build_big_db(path: Path, messages: int, per_conversation: int) -> int:
             "INSERT INTO conversations (id, platform, key, started_at, active) VALUES (?, 'big', ?, ?, 1)",
             ((c + 1, f"big:chat{c}", now) for c in range(conversations)),
         )
-
-        def rows():
-            for pair in range(messages // 2):
-                conversation = rng.randrange(conversations)
-                user_id = f"big:{conversation % users}"
-                at = now + 2 * pair
-                text = TEXTS[pair % len(TEXTS)]
-                yield (2 * pair + 1, conversation + 1, "user", user_id, text, at, None, None, 0)
-                yield (2 * pair + 2, conversation + 1, "assistant", None, text, at + 1, None, 2 * pair + 1, 0)
-
         db.executemany(
             """INSERT INTO messages (id, conversation_id, role, user_id, text, created_at, event_id, reply_to, answered)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            rows(),
+            rows,
         )
     db.execute("ANALYZE")
     db.close()
@@ -138,9 +186,9 @@ async def _create_schema(path: Path) -> None:
         pass
 
 
-async def bench_reads(path: Path, conversations: int, queries: int, window: int, chats: int) -> None:
+async def bench_reads(store: Store, conversations: int, queries: int, window: int, chats: int) -> None:
     rng = random.Random(11)
-    async with SQLiteStore(path) as store:
+    async with store:
         stats = await store.stats()
         print(f"reads: {stats['messages']:,} stored messages in {stats['conversations']:,} conversations")
 
@@ -181,6 +229,33 @@ async def bench_reads(path: Path, conversations: int, queries: int, window: int,
         print(f"  forget_user (a user with {counts['messages']} messages): {(time.perf_counter() - start) * 1e3:.0f} ms")
 
 
+def run_sqlite(folder: Path, args: argparse.Namespace) -> None:
+    print(f"== SQLite {sqlite3.sqlite_version}, Python {sys.version.split()[0]}")
+    asyncio.run(bench_writes(SQLiteStore(folder / "writes.db"), args.chats, args.turns, args.window))
+    start = time.perf_counter()
+    big = folder / "big.db"
+    conversations = build_big_db(big, args.messages, args.per_conversation)
+    size = big.stat().st_size / 2**20
+    print(f"built {args.messages:,} messages with executemany in {time.perf_counter() - start:.1f} s ({size:.0f} MiB)")
+    asyncio.run(bench_reads(SQLiteStore(big), conversations, args.queries, args.window, args.chats))
+
+
+def run_postgres(url: str, args: argparse.Namespace) -> None:
+    from core.storage.postgres.engine import redacted
+
+    async def version() -> str:
+        store = PostgresStore(url)
+        async with store:
+            return await store.run_on_connection("version", lambda c: c.fetchval("SHOW server_version"))
+
+    print(f"== PostgreSQL {asyncio.run(version())} at {redacted(url)} (asyncpg, pool of 10)")
+    asyncio.run(bench_writes(PostgresStore(url), args.chats, args.turns, args.window))
+    start = time.perf_counter()
+    conversations = asyncio.run(build_big_postgres(url, args.messages, args.per_conversation))
+    print(f"built {args.messages:,} messages with COPY in {time.perf_counter() - start:.1f} s")
+    asyncio.run(bench_reads(PostgresStore(url), conversations, args.queries, args.window, args.chats))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chats", type=int, default=100)
@@ -190,17 +265,23 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=40, help="history window (the default limits.history_messages)")
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--dir", type=Path, default=None, help="where the databases go (default: a temp folder)")
+    parser.add_argument("--store", default=None, help="also run on this empty PostgreSQL database (postgresql://…)")
+    parser.add_argument("--start-postgres", action="store_true",
+                        help="also run on a throwaway PostgreSQL started from the installed binaries (fsync on)")
+    parser.add_argument("--skip-sqlite", action="store_true")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
-        print(f"SQLite {sqlite3.sqlite_version}, Python {sys.version.split()[0]}")
-        asyncio.run(bench_writes(Path(folder) / "writes.db", args.chats, args.turns, args.window))
-        start = time.perf_counter()
-        big = Path(folder) / "big.db"
-        conversations = build_big_db(big, args.messages, args.per_conversation)
-        size = big.stat().st_size / 2**20
-        print(f"built {args.messages:,} messages with executemany in {time.perf_counter() - start:.1f} s ({size:.0f} MiB)")
-        asyncio.run(bench_reads(big, conversations, args.queries, args.window, args.chats))
+        if not args.skip_sqlite:
+            run_sqlite(Path(folder), args)
+    if args.store:
+        run_postgres(args.store, args)
+    if args.start_postgres:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from postgres_server import PostgresServer
+
+        with PostgresServer(durable=True) as server:
+            run_postgres(asyncio.run(server.create_database("bench")), args)
 
 
 if __name__ == "__main__":
