@@ -12,7 +12,7 @@ from core.events import ConversationKey
 from core.records import Profile
 from core.storage.postgres import PostgresStore
 from core.storage.sqlite import SQLiteStore
-from tests.postgres_server import pg_server, pg_url  # noqa: F401
+from tests.postgres_server import PASSWORD, SUPERUSER, pg_server, pg_url  # noqa: F401
 
 ANN, BOB = "telegram:1001", "discord:2002"
 DM = ConversationKey("telegram", "1001")
@@ -85,3 +85,48 @@ def test_bad_arguments_exit_2_naming_the_option(tmp_path):
     asyncio.run(_fill(path))
     refused = runner.invoke(_cli(), ["storage", "migrate", "--from", f"sqlite:{path}", "--to", "postgresql://x@127.0.0.1:1/db"])
     assert refused.exit_code == 2 and "--to: cannot connect" in refused.output
+
+
+def _bot_file(tmp_path, storage: str):
+    bot = tmp_path / "bot.toml"
+    bot.write_text(f'name = "pgbot"\n[model]\nbackend = "scripted"\n[storage]\n{storage}\n', encoding="utf-8")
+    return bot
+
+
+def _ask(bot, env=None):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "bots.cli", "ask", "hello", "--bot", str(bot)],
+        capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})},
+    )
+
+
+def test_a_refused_connection_or_bad_credentials_exit_2_naming_storage_url(tmp_path, pg_server):
+    cases = [
+        ('url = "postgresql://bot@127.0.0.1:1/bot"', {}, "cannot connect"),
+        (f'url = "postgresql://{SUPERUSER}@127.0.0.1:{pg_server.port}/postgres"\npassword_env = "PB_TEST_PW"',
+         {"PB_TEST_PW": "not-the-password"}, "refused the credentials"),
+        ('url = "postgresql://bot@127.0.0.1:1/bot"\npassword_env = "PB_UNSET_PW"', {}, "PB_UNSET_PW"),
+    ]
+    for storage, env, reason in cases:
+        result = _ask(_bot_file(tmp_path, storage), env)
+        assert result.returncode == 2, result.stderr
+        assert "storage.url" in result.stderr or "storage.password_env" in result.stderr, result.stderr
+        assert reason in result.stderr and "Traceback" not in result.stderr and "not-the-password" not in result.stderr
+
+
+def test_a_malformed_url_is_refused_when_the_bot_file_is_read(tmp_path):
+    result = _ask(_bot_file(tmp_path, 'url = "mysql://bot@db/bot"'))
+    assert result.returncode == 2 and "storage.url" in result.stderr and "postgresql://" in result.stderr
+
+
+def test_a_bot_file_with_a_postgresql_url_answers(tmp_path, pg_server):
+    url = asyncio.run(pg_server.create_database())
+    bare = url.replace(f":{PASSWORD}@", "@")
+    bot = _bot_file(tmp_path, f'url = "{bare}"\npassword_env = "PB_TEST_PW"')
+    result = _ask(bot, {"PB_TEST_PW": PASSWORD})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
