@@ -184,9 +184,11 @@ class Store(Protocol):
 
     # memories ----------------------------------------------------------------------
     async def add_memory(
-        self, user_id: str, subject: str, text: str, embedding: Sequence[float] | None, scope: str
+        self, user_id: str, subject: str, text: str, embedding: Sequence[float] | None, scope: str,
+        source_message_id: int | None = None,
     ) -> Memory:
-        """Store a fact; an older live memory of the same user and subject is superseded."""
+        """Store a fact (learned from the user turn ``source_message_id``); an older live
+        memory of the same user and subject is superseded. Ids are never reused."""
         ...
 
     async def memories(self, user_id: str, include_superseded: bool = False) -> list[Memory]: ...

@@ -61,6 +61,7 @@ class Memory:
     scope: str  # "private" (learned in a DM) or "group"
     created_at: float
     superseded_by: int | None = None
+    source_message_id: int | None = None  # the user turn it was learned from (kept when retention drops the turn)
 
 
 @dataclass(frozen=True, slots=True)

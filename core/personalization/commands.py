@@ -102,7 +102,8 @@ class PersonalizationCommands:
         if not memories:
             text = "I don't remember anything about you yet."
         else:
-            lines = [f"#{m.id} {m.text}" + (" (from a private chat)" if m.scope == "private" else "") for m in memories]
+            lines = [f"#{m.id} {m.text} · learned {_when(m.created_at)}" + (" (from a private chat)" if m.scope == "private" else "")
+                     for m in memories]
             text = "What I remember about you:\n" + "\n".join(lines) + "\n\nRemove one with /memory forget ID."
         own = await self.svc.store.get_profile(user)
         if not self.svc.consent(own, "memory"):
@@ -340,3 +341,7 @@ assert set(_CONSENT_EFFECT) == set(PRIVACY_SETTINGS) and set(PRIVACY_SETTINGS.va
 
 def _date(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(timestamp))
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))

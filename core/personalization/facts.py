@@ -12,7 +12,13 @@ Rules, not a model, so what gets remembered is predictable and explainable:
 * each fact gets a ``subject``; a newer fact with the same subject supersedes the
   older ("I moved to Paris" after "I live in Berlin": both are ``home``). Likes and
   allergies carry their object in the subject (``likes:jazz``), so "I like jazz" and
-  "I like tea" coexist and "I don't like jazz anymore" replaces the first.
+  "I like tea" coexist and "I don't like jazz anymore" replaces the first;
+* a negation retracts ("I don't live in Paris anymore", "我不住在北京了", "my name isn't
+  Bob"): a :class:`Fact` with ``retracts`` set deletes the live memory of that subject
+  when it names the object (or any, for "there"/"那里");
+* nothing is learned from a message that holds special-token strings, role markers or
+  instructions aimed at the model ("ignore previous…", "you must…", "忽略之前的…"):
+  such text is an attack on the prompt, not a fact about the user.
 
 The stored text is a short canonical sentence built from the match ("I live in
 Paris."), in the user's language, never the raw message.
@@ -32,7 +38,36 @@ MAX_OBJECT_CHARS = 80
 @dataclass(frozen=True, slots=True)
 class Fact:
     subject: str  # "name", "home", "likes:jazz", ...
-    text: str  # canonical first-person sentence
+    text: str  # canonical first-person sentence ("" for a retraction)
+    retracts: str | None = None  # a negation: the object no longer true ("" = whatever is stored)
+
+    def withdraws(self, memory_text: str) -> bool:
+        """Whether this retraction takes back a stored fact with ``memory_text``."""
+        if self.retracts is None:
+            return False
+        return not self.retracts or self.retracts.casefold() in memory_text.casefold()
+
+
+# -- text aimed at the model -----------------------------------------------------------
+
+_AIMED_AT_MODEL = re.compile(
+    r"<\|[^|<>]{1,40}\|>|</?s>|\[/?inst\]|<</?sys>>|<(?:start|end)_of_turn>|\b(?:im_start|im_end|endoftext|eot_id)\b"
+    r"|\{\{|\{%|\[(?:system|assistant|user)\]|^\s*#{0,6}\s*(?:system|assistant|user|human|model|developer)\s*:"
+    r"|^\s*#{1,6}\s*(?:system|instruction|instructions|response)\b"
+    r"|\b(?:ignore|disregard|forget|override|bypass)\b[^.!?\n]{0,40}\b(?:instructions?|rules?|prompts?|guidelines|above|previous|prior|earlier)\b"
+    r"|\byou (?:must|have to|need to|shall|will now|are now|should now|can now)\b|\bfrom now on\b|\bact as\b"
+    r"|\bpretend (?:to be|you)\b|\bsystem (?:prompt|override|message|instructions?)\b|\bnew instructions?\b|\bjailbreak"
+    r"|\bdeveloper mode\b|\bignoriere\b|\bигнорируй"
+    r"|忽略|无视|作废|你必须|你现在是|从现在开始|从现在起|系统提示|提示词|扮演|指令",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def aimed_at_model(text: str) -> bool:
+    """Whether ``text`` holds special tokens, role markers or instructions to the model.
+    Compared after NFKC (full-width brackets) with invisible format characters removed."""
+    plain = "".join(ch for ch in unicodedata.normalize("NFKC", text) if unicodedata.category(ch) != "Cf")
+    return _AIMED_AT_MODEL.search(plain) is not None
 
 
 # -- splitting -----------------------------------------------------------------------
@@ -189,6 +224,35 @@ def _work(m: re.Match[str]) -> Fact | None:
     return None if obj is None else Fact("work", f"I work {prep} {obj}.")
 
 
+_ANYWHERE = {"there", "here", "that place", "that city", "it", "that", "this", "anymore", "any more"}
+
+
+def _retract(subject: str, max_words: int = 6) -> Builder:
+    """A negation: takes back the stored fact of ``subject`` naming the object."""
+
+    def build(m: re.Match[str]) -> Fact | None:
+        found = next((value for key, value in m.groupdict().items() if key.startswith("obj") and value), "")
+        raw = _TRAILING.sub("", found.strip(" .!\"'")).strip()
+        if not raw or raw.casefold() in _ANYWHERE:
+            return Fact(subject, "", retracts="")
+        obj = _clean_object(raw, max_words)
+        return None if obj is None else Fact(subject, "", retracts=obj)
+
+    return build
+
+
+def _retract_keyed(prefix: str) -> Builder:
+    def build(m: re.Match[str]) -> Fact | None:
+        obj = _clean_object(_get(m, "obj"), 5)
+        return None if obj is None else Fact(f"{prefix}:{_topic(obj)}", "", retracts="")
+
+    return build
+
+
+def _retract_relative(m: re.Match[str]) -> Fact | None:
+    return Fact(f"family:{_get(m, 'rel').lower()}", "", retracts="")
+
+
 def _age(m: re.Match[str]) -> Fact | None:
     age = int(_get(m, "obj"))
     return Fact("age", f"I am {age} years old.") if 0 < age < 130 else None
@@ -201,10 +265,25 @@ _RELATIVES = (
 _LIKE = r"(?:really |also |absolutely |just |totally )?(?:like|love|enjoy|adore)"
 _NOT_LIKE = r"(?:(?:really )?(?:don't|do not|dont|no longer|never) (?:really )?(?:like|love|enjoy)|hate|dislike|can't stand|cannot stand)"
 
+_NO_MORE = r"(?:don't|do not|dont|no longer|don't really|do not really) "
 _RULES_EN: tuple[Rule, ...] = (
+    # negations first: the first matching rule decides
+    Rule(_en(r"my name (?:is not|isn't|is no longer|'s not) (?P<obj>.+)|i(?: am|'m) not called (?P<obj2>.+)"), _retract("name", 4)),
+    Rule(_en(rf"i {_NO_MORE}(?:live|reside) in (?P<obj>.+)|i(?: am|'m) (?:not|no longer) living in (?P<obj2>.+)"
+             r"|i (?:don't|do not|no longer) live (?P<obj3>there|here)(?: any ?more)?"
+             r"|i(?:'ve| have)? (?:moved away from|moved out of|left) (?P<obj4>.+)"), _retract("home")),
+    Rule(_en(rf"i {_NO_MORE}work (?:as|at|for|in) (?P<obj>.+)|i(?:'ve| have)? (?:quit|left|lost) my job(?: (?:as|at|for|in) (?P<obj2>.+))?"
+             r"|i(?: am|'m) (?:unemployed|retired|not working)(?P<obj3>)"), _retract("work")),
+    Rule(_en(rf"i {_NO_MORE}study (?P<obj>.+)|i(?: am|'m) (?:not|no longer) (?:studying|majoring in) (?P<obj2>.+)"
+             r"|i(?:'ve| have)? graduated(?: from (?P<obj3>.+))?"), _retract("study")),
+    Rule(_en(r"i(?: am|'m) (?:not|no longer) (?:a |an )?(?P<obj>vegetarian|vegan|pescatarian|diabetic|lactose intolerant|"
+             r"gluten intolerant|celiac)(?: any ?more)?"), _retract_keyed("diet")),
+    Rule(_en(rf"i {_NO_MORE}have an? (?P<rel>{_RELATIVES})(?: any ?more)?|my (?P<rel2>{_RELATIVES}) (?:died|passed away|ran away)"),
+         _retract_relative),
     Rule(_en(r"(?:my name is|my name's|i am called|i'm called|call me|you can call me|people call me|i go by)\s+(?P<obj>.+)"), _name),
     Rule(_en(r"i(?: now| currently| still)? (?:live|am living|'m living|reside) in (?P<obj>.+)"), _simple("home", "I live in {obj}.", 6)),
-    Rule(_en(r"i(?:'ve| have)?(?: just| recently| finally)? (?:moved|relocated) to (?P<obj>.+)"), _simple("home", "I live in {obj}.", 6)),
+    Rule(_en(r"i(?:'ve| have)?(?: just| recently| finally)? (?:moved|relocated)(?: from .+?)? to (?P<obj>.+)"),
+         _simple("home", "I live in {obj}.", 6)),
     Rule(_en(r"my home(?:town)? is (?:in )?(?P<obj>.+)"), _simple("home", "I live in {obj}.", 6)),
     Rule(_en(r"i(?: am|'m) (?:originally )?from (?P<obj>.+)|i come from (?P<obj2>.+)"), _simple("origin", "I am from {obj}.", 6)),
     Rule(_en(r"i(?: am|'m) (?:not|no longer) allergic to (?P<obj>.+)"), _keyed("allergy", "I am not allergic to {obj}.", 5)),
@@ -252,7 +331,25 @@ def _zh_age(m: re.Match[str]) -> Fact | None:
     return Fact("age", f"我{age}岁") if 0 < age < 130 else None
 
 
+def _zh_retract(subject: str) -> Builder:
+    def build(m: re.Match[str]) -> Fact | None:
+        raw = _get(m, "obj")
+        if not raw or _ZH_TRAILING.sub("", raw) in ("那里", "那儿", "这里", "这儿", "那", "这"):
+            return Fact(subject, "", retracts="")
+        obj = _clean_zh(raw)
+        return None if obj is None else Fact(subject, "", retracts=obj)
+
+    return build
+
+
 _RULES_ZH: tuple[Rule, ...] = (
+    # negations first: the first matching rule decides
+    Rule(re.compile(r"^我(?:已经|现在)?(?:不再|不|没有?)(?:再)?(?:住在|生活在|住)(?P<obj>.+?)(?:了|啦)?$"), _zh_retract("home")),
+    Rule(re.compile(r"^我(?:已经)?(?:搬离|离开)了?(?P<obj>.+?)(?:了|啦)?$"), _zh_retract("home")),
+    Rule(re.compile(r"^我(?:已经)?(?:不叫|不再叫)(?P<obj>[^，,]{1,12}?)(?:了|啦)?$|^我的名字(?:不是|不叫)(?P<obj2>[^，,]{1,12}?)(?:了|啦)?$"),
+         _zh_retract("name")),
+    Rule(re.compile(r"^我(?:已经)?(?:不|没有?)(?:再)?在(?P<obj>.+?)(?:工作|上班)了?$|^我(?:已经)?(?:辞职|失业|退休)了?(?P<obj2>)$"),
+         _zh_retract("work")),
     Rule(re.compile(r"^我(?:的名字|名字)?(?:叫|是叫|的名字是)(?P<obj>[^，,]{1,12})$"), _zh("name", "我叫{obj}", max_chars=12)),
     Rule(re.compile(r"^我的名字是(?P<obj>[^，,]{1,12})$"), _zh("name", "我叫{obj}", max_chars=12)),
     Rule(re.compile(r"^我(?:现在|目前|一直)?(?:住在|生活在)(?P<obj>.+)$"), _zh("home", "我住在{obj}")),
@@ -282,16 +379,20 @@ def _match(clause: str) -> tuple[bool, Fact | None]:
 
 
 def extract_facts(text: str) -> list[Fact]:
-    """The facts ``text`` states about its author, at most one per subject (the last)."""
-    found: dict[str, Fact] = {}
+    """The facts ``text`` states about its author: retractions first, then at most one
+    fact per subject (the last). None from text aimed at the model."""
+    if aimed_at_model(text):
+        return []
+    found: dict[tuple[bool, str], Fact] = {}
     for clause in _clauses(text):
         fact = _match(clause)[1]
         if fact is not None:
-            found.pop(fact.subject, None)
-            found[fact.subject] = fact
+            key = (fact.retracts is None, fact.subject)
+            found.pop(key, None)
+            found[key] = fact
         if len(found) >= MAX_FACTS_PER_MESSAGE:
             break
-    return list(found.values())
+    return sorted(found.values(), key=lambda fact: fact.retracts is None)
 
 
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)

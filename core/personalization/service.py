@@ -193,8 +193,10 @@ class Personalization:
         profile = await self.store.get_profile(user)
         if not self.consent(profile, "memory"):
             return
-        facts = extract_facts(user_turn.text)
-        if not facts and not is_topical(user_turn.text):
+        found = extract_facts(user_turn.text)
+        retractions = [fact for fact in found if fact.retracts is not None]
+        facts = [fact for fact in found if fact.retracts is None]
+        if not found and not is_topical(user_turn.text):
             return
         texts = [fact.text[: self.options.max_memory_chars] for fact in facts]
         query = ctx.state.get(STATE_QUERY)
@@ -213,17 +215,29 @@ class Personalization:
                 await self.store.save_profile(
                     dataclasses.replace(profile, interest=tuple(interest.tolist()), interest_count=count)
                 )
+            if retractions:
+                await self._retract(user, retractions)
             if facts:
-                await self._remember(user, facts, texts, vectors, scope)
+                await self._remember(user, facts, texts, vectors, scope, user_turn.id)
 
-    async def _remember(self, user: str, facts: list[Fact], texts: list[str], vectors: np.ndarray, scope: str) -> None:
+    async def _retract(self, user: str, retractions: list[Fact]) -> None:
+        """Delete the live memories a negation takes back, on every linked identity
+        ("I don't live in Paris anymore" told on Telegram also drops it from Discord)."""
+        for identity in await self.identities(user):
+            for memory in await self.store.memories(identity):
+                if any(fact.subject == memory.subject and fact.withdraws(memory.text) for fact in retractions):
+                    await self.store.delete_memory(identity, memory.id)
+
+    async def _remember(
+        self, user: str, facts: list[Fact], texts: list[str], vectors: np.ndarray, scope: str, source: int
+    ) -> None:
         live = await self.store.memories(user)
         current = {memory.subject: memory for memory in live}
         for fact, text, vector in zip(facts, texts, vectors):
             same = current.get(fact.subject)
             if same is not None and same.text == text and same.scope == scope:
                 continue  # said again: keep the one we have
-            await self.store.add_memory(user, fact.subject, text, vector.tolist(), scope)
+            await self.store.add_memory(user, fact.subject, text, vector.tolist(), scope, source_message_id=source)
         live = await self.store.memories(user)
         for memory in live[: max(0, len(live) - self.options.max_memories_per_user)]:
             await self.store.delete_memory(user, memory.id)

@@ -34,7 +34,7 @@ MAX_KEY_CHARS = 200  # plugin names, keys, job names
 USER_COLS = "id, display_name, first_seen, last_seen, message_count, banned"
 CONV_COLS = "id, key, persona, started_at, active"
 MSG_COLS = "id, conversation_id, role, user_id, text, created_at, event_id, answered"
-MEM_COLS = "id, user_id, subject, text, embedding, scope, created_at, superseded_by"
+MEM_COLS = "id, user_id, subject, text, embedding, scope, created_at, superseded_by, source_message_id"
 AUDIT_COLS = "id, at, actor, action, target, outcome, detail"
 PROFILE_COLS = "preferences, consent, interest, interest_count, updated_at"
 JOB_COLS = "id, plugin, name, run_at, every, platform, chat_id, thread_id, user_id, payload, attempts, created_at"
@@ -280,7 +280,7 @@ def message(row: Sequence[Any]) -> StoredMessage:
 
 
 def memory(row: Sequence[Any]) -> Memory:
-    return Memory(row[0], row[1], row[2], row[3], unvector(row[4]), row[5], row[6], row[7])
+    return Memory(row[0], row[1], row[2], row[3], unvector(row[4]), row[5], row[6], row[7], row[8])
 
 
 def audit_entry(row: Sequence[Any]) -> AuditEntry:

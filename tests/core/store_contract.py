@@ -261,6 +261,23 @@ async def test_deleting_a_fact_deletes_its_older_versions(store):
     assert [m.id for m in await store.memories(ANN, include_superseded=True)] == [keep.id]
 
 
+async def test_memory_ids_are_never_reused_after_deletion(store):
+    first = await store.add_memory(ANN, "home", "Paris", None, "private")
+    newest = await store.add_memory(ANN, "pet", "a cat", None, "private")
+    assert await store.delete_memory(ANN, newest.id)  # the highest id goes
+    assert await store.delete_memory(ANN, first.id)
+    again = await store.add_memory(ANN, "pet", "a dog", None, "private")
+    assert again.id > newest.id  # a /memory forget ID of the old fact never hits the new one
+
+
+async def test_a_memory_keeps_the_turn_it_was_learned_from(store):
+    _, turn, _ = await _turn(store, DM, ANN, "I moved to Berlin")
+    learned = await store.add_memory(ANN, "home", "I live in Berlin.", None, "private", source_message_id=turn.id)
+    plain = await store.add_memory(ANN, "pet", "a cat", None, "private")
+    assert (learned.source_message_id, plain.source_message_id) == (turn.id, None)
+    assert [m.source_message_id for m in await store.memories(ANN)] == [turn.id, None]
+
+
 async def test_memory_input_is_checked(store):
     with pytest.raises(InputRejected):
         await store.add_memory(ANN, "home", "x", None, "public")

@@ -373,3 +373,29 @@ def test_any_text_round_trips_through_the_store(texts):
             return [m.text for m in await store.history(conversation.id, limit=100)]
 
     assert asyncio.run(run()) == [_expected(t) for t in texts for _ in (0, 1)]
+
+
+async def test_version_4_keeps_memories_and_their_supersession_and_stops_id_reuse(tmp_path):
+    import aiosqlite
+
+    path = tmp_path / "v3.db"
+    async with aiosqlite.connect(path, isolation_level=None) as db:
+        await db.execute("PRAGMA foreign_keys = ON")
+        await migrate(db, "v3.db", MIGRATIONS[:3])
+        await db.execute("INSERT INTO memories VALUES (1, 'telegram:1', 'home', 'Paris', NULL, 'private', 1.0, NULL)")
+        await db.execute("INSERT INTO memories VALUES (2, 'telegram:1', 'home', 'Berlin', NULL, 'private', 2.0, NULL)")
+        await db.execute("INSERT INTO memories VALUES (3, 'telegram:1', 'pet', 'a cat', NULL, 'private', 3.0, NULL)")
+        await db.execute("UPDATE memories SET superseded_by = 2 WHERE id = 1")
+        await db.execute("DELETE FROM memories WHERE id = 3")
+    async with SQLiteStore(path) as store:
+        everything = await store.memories("telegram:1", include_superseded=True)
+        assert [(m.id, m.text, m.superseded_by) for m in everything] == [(1, "Paris", 2), (2, "Berlin", None)]
+        assert (await store.add_memory("telegram:1", "pet", "a dog", None, "private")).id == 3  # 3 was gone before v4
+        assert await store.delete_memory("telegram:1", 3)
+        assert (await store.add_memory("telegram:1", "pet", "a fish", None, "private")).id == 4
+        assert await store.delete_memory("telegram:1", 2)  # cascades to the version it superseded
+        assert [m.id for m in await store.memories("telegram:1", include_superseded=True)] == [4]
+    async with aiosqlite.connect(path) as db:
+        (schema,) = (await db.execute_fetchall("SELECT sql FROM sqlite_master WHERE name = 'memories'"))[0]
+        assert "AUTOINCREMENT" in schema and "REFERENCES memories(id)" in schema.replace('"', "")
+        assert (await db.execute_fetchall("PRAGMA foreign_key_check")) == []

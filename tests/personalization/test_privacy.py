@@ -171,7 +171,8 @@ async def test_the_confirmation_survives_a_restart_and_is_used_once(tmp_path):
     async with personal_app(db) as app:  # a new process on the same database
         assert (await say(app, "/forget confirm")).last.startswith("Done.")
         assert "Send /forget first" in (await say(app, "/forget confirm")).last
-    assert rows_naming(db, [USER, "Berlin"]) == {}
+        assert await app.store.get_user(USER) is None
+    assert rows_naming(db, ["Berlin"]) == {}
 
 
 async def test_an_expired_confirmation_from_a_past_process_is_refused(tmp_path):

@@ -166,6 +166,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE TABLE quotas (key TEXT PRIMARY KEY, period TEXT NOT NULL, used INTEGER NOT NULL)",
         ),
     ),
+    Migration(
+        4,
+        "a memory names the user turn it was learned from (identity ids are never reused already)",
+        ("ALTER TABLE memories ADD COLUMN source_message_id BIGINT",),
+    ),
 )
 
 

@@ -287,18 +287,20 @@ class PostgresStore(PeopleMixin, PluginDataMixin, SharedStateMixin, ConsoleQueri
     # -- memories --------------------------------------------------------------------
 
     async def add_memory(
-        self, user_id: str, subject: str, text: str, embedding: Sequence[float] | None, scope: str
+        self, user_id: str, subject: str, text: str, embedding: Sequence[float] | None, scope: str,
+        source_message_id: int | None = None,
     ) -> Memory:
         """``subject`` is stored case-folded with spaces collapsed; an empty subject
         never supersedes anything."""
         scope = v.memory_scope(scope)
         uid, topic = v.text(user_id, "user id"), v.memory_subject(subject)
-        params = (uid, topic, v.text(text, "memory text"), v.vector(embedding, "memory embedding"), scope, self._clock())
+        params = (uid, topic, v.text(text, "memory text"), v.vector(embedding, "memory embedding"), scope, self._clock(),
+                  None if source_message_id is None else int(source_message_id))
 
         async def op(conn: asyncpg.Connection) -> Memory:
             row = await conn.fetchrow(
-                f"""INSERT INTO memories (user_id, subject, text, embedding, scope, created_at)
-                    VALUES ($1, $2, $3, $4, $5, $6) RETURNING {v.MEM_COLS}""", *params)
+                f"""INSERT INTO memories (user_id, subject, text, embedding, scope, created_at, source_message_id)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {v.MEM_COLS}""", *params)
             if topic:
                 await conn.execute(
                     """UPDATE memories SET superseded_by = $1

@@ -179,6 +179,33 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        4,
+        "memory ids are never reused (AUTOINCREMENT); a memory names the user turn it was learned from",
+        (
+            # Rebuilt: SQLite cannot add AUTOINCREMENT to a table. The new table refers to
+            # itself by its new name; the rename rewrites that reference. A row points to a
+            # newer one (superseded_by): the foreign keys are checked at commit.
+            "PRAGMA defer_foreign_keys = ON",
+            """CREATE TABLE memories_v4 (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                user_id TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                text TEXT NOT NULL,
+                embedding BLOB,
+                scope TEXT NOT NULL CHECK (scope IN ('private', 'group')),
+                created_at REAL NOT NULL,
+                superseded_by INTEGER REFERENCES memories_v4(id) ON DELETE CASCADE,
+                source_message_id INTEGER
+            )""",
+            """INSERT INTO memories_v4 (id, user_id, subject, text, embedding, scope, created_at, superseded_by)
+               SELECT id, user_id, subject, text, embedding, scope, created_at, superseded_by FROM memories""",
+            "DROP TABLE memories",
+            "ALTER TABLE memories_v4 RENAME TO memories",
+            "CREATE INDEX memories_user ON memories(user_id, subject)",
+            "CREATE INDEX memories_superseded_by ON memories(superseded_by)",
+        ),
+    ),
 )
 
 

@@ -395,19 +395,21 @@ class SQLiteStore(PeopleMixin, PluginDataMixin, SharedStateMixin, ConsoleQueries
     # -- memories --------------------------------------------------------------------
 
     async def add_memory(
-        self, user_id: str, subject: str, text: str, embedding: Sequence[float] | None, scope: str
+        self, user_id: str, subject: str, text: str, embedding: Sequence[float] | None, scope: str,
+        source_message_id: int | None = None,
     ) -> Memory:
         """``subject`` is stored case-folded with spaces collapsed; an empty subject
         never supersedes anything."""
         scope = v.memory_scope(scope)
         uid, topic = v.text(user_id, "user id"), v.memory_subject(subject)
-        params = (uid, topic, v.text(text, "memory text"), v.vector(embedding, "memory embedding"), scope, self._clock())
+        params = (uid, topic, v.text(text, "memory text"), v.vector(embedding, "memory embedding"), scope, self._clock(),
+                  None if source_message_id is None else int(source_message_id))
 
         async def op(db: aiosqlite.Connection) -> Memory:
             row = await one(
                 db,
-                f"""INSERT INTO memories (user_id, subject, text, embedding, scope, created_at)
-                    VALUES (?, ?, ?, ?, ?, ?) RETURNING {v.MEM_COLS}""",
+                f"""INSERT INTO memories (user_id, subject, text, embedding, scope, created_at, source_message_id)
+                    VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {v.MEM_COLS}""",
                 params,
             )
             assert row is not None
