@@ -98,13 +98,22 @@ class PostgresServer:
             "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8",
         )
         self.port = _free_port()
+        self.resume()
+        return self
+
+    def resume(self) -> None:
+        """Start the server on its data folder and port (after ``start``, or ``pause``)."""
         options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c max_connections=200"
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.folder / "log"),
                   "-w", "-t", "60", "start")
         self._started = True
-        return self
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (the database "goes away")."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self._started = False
 
     def stop(self) -> None:
         if self._started:
@@ -145,14 +154,18 @@ except ImportError:  # imported by bench/ without pytest
 
 if pytest is not None:
 
-    @pytest.fixture(scope="session")
-    def pg_server():
-        """One throwaway server per test session (see the module docstring for skip/fail)."""
+    def require_binaries() -> None:
+        """Skip the calling test without a server installed; under CI=true, fail it."""
         if find_binaries() is None:
             reason = "no PostgreSQL server installed (initdb/pg_ctl/postgres); apt-get install postgresql"
             if _ci():
                 pytest.fail(f"CI=true but {reason}")
             pytest.skip(reason)
+
+    @pytest.fixture(scope="session")
+    def pg_server():
+        """One throwaway server per test session (see the module docstring for skip/fail)."""
+        require_binaries()
         server = PostgresServer().start()
         try:
             yield server

@@ -145,3 +145,29 @@ async def test_a_closed_store_raises_storage_error(pg_url):
     store = PostgresStore(pg_url)
     with pytest.raises(StorageError, match="not open"):
         await store.get_user("telegram:1")
+
+
+async def test_the_database_going_away_fails_calls_and_the_store_recovers_when_it_is_back():
+    from tests.postgres_server import PostgresServer, require_binaries
+
+    require_binaries()
+    server = PostgresServer().start()
+    try:
+        async with PostgresStore(await server.create_database()) as store:
+            await store.record_event("before")
+            server.pause()
+            with pytest.raises(StorageError) as raised:
+                await store.record_event("while away")
+            assert raised.value.user_message  # what the user is told: short, no details
+            server.resume()
+            outcomes = []
+            for attempt in range(3):  # a pooled connection broken by the restart may fail once more
+                try:
+                    outcomes.append(await store.record_event(f"after {attempt}"))
+                    break
+                except StorageError:
+                    outcomes.append(None)
+            assert outcomes[-1] is True
+            assert await store.record_event("before") is False  # the data survived
+    finally:
+        server.stop()
