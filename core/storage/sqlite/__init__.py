@@ -5,6 +5,7 @@ store.py       SQLiteStore: users, profiles, settings, personas, conversations, 
 people.py      identity links, export, forget, stats
 plugin_data.py plugin key-value data and scheduled jobs (with claims)
 shared.py      leases, token buckets, limit notices, quotas (shared by all processes)
+console_queries.py  the operator console's reads
 migrations.py  the versioned schema
 """
 

@@ -1,7 +1,7 @@
 """Plugin tables of the SQLite store: a JSON key-value namespace per plugin, and jobs.
 
 Mixed into :class:`~core.storage.sqlite.SQLiteStore`, so every write goes through the
-store's one writer. Rows that belong to a user (``user_id``) are part of the user's
+engine's one writer; due jobs are claimed (``claim_jobs``) so one scheduler runs each. Rows that belong to a user (``user_id``) are part of the user's
 export and are deleted by ``forget_user`` together with everything else about them.
 
 JSON values are stored ASCII-escaped: any Python string round-trips exactly, lone
@@ -23,6 +23,7 @@ from core.storage.values import JOB_COLS
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+
 
 async def plugin_rows_of(db: aiosqlite.Connection, user_id: str) -> tuple[list[tuple], list[tuple]]:
     """The plugin rows of one user (data, then jobs), for ``export_user``."""
