@@ -131,7 +131,10 @@ async def setup_core(bot: Runtime, stack: AsyncExitStack) -> None:
     seams.middlewares.add(
         "limits",
         "rate_limit",
-        RateLimiter(limits.user_messages_per_minute, limits.user_burst, limits.chat_messages_per_minute, limits.chat_burst),
+        RateLimiter(
+            limits.user_messages_per_minute, limits.user_burst, limits.chat_messages_per_minute, limits.chat_burst,
+            store=bot.store,  # shared by the bot's processes, kept across restarts
+        ),
     )
     seams.middlewares.add("input", "input_limits", limit_input(limits.max_input_chars))
     seams.commands.extend(builtin_commands(bot))

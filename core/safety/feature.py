@@ -44,7 +44,9 @@ async def setup_safety(bot: Runtime, stack: AsyncExitStack) -> None:
     moderator = Moderator(moderation, classifier)
 
     limits = bot.settings.limits
-    limiter = AbuseLimiter(limits, exempt=bot.is_admin if settings.exempt_admins else (lambda event: False))
+    limiter = AbuseLimiter(
+        limits, exempt=bot.is_admin if settings.exempt_admins else (lambda event: False), store=bot.store
+    )
     seams = bot.seams
     seams.middlewares.replace("rate_limit", limiter)
     seams.middlewares.add("moderation", "moderate_input", InputModeration(moderator, bot.store, bot.chat))
