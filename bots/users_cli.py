@@ -1,7 +1,8 @@
 """Operator commands for a user's data: ``personabot users export|forget USER_ID --bot FILE``.
 
 They do exactly what the user's own /export and /forget do (core.personalization.privacy),
-on the bot's database, without loading a model. Linked identities are one person and
+on the bot's database, without loading a model, and are audited as ``cli`` (an export
+names the user it exported; a forget writes the forget's one anonymous record). Linked identities are one person and
 are covered too, and so is what the bot file's enabled plugins keep (their export and
 forget hooks run; the plugins are not set up). ``register(app)`` adds the ``users`` group to the main typer app;
 also runnable alone: ``python -m bots.users_cli --help``.
@@ -21,6 +22,7 @@ from bots.common import BotOption, bot_file
 from core.errors import ConfigError, PersonabotError
 from core.events import UserRef
 
+CLI_ACTOR = "cli"  # who these commands are audited as (the operator at the shell)
 UserArg = Annotated[str, typer.Argument(help="Platform-qualified user id, e.g. telegram:123456 or discord:98765.")]
 
 
@@ -86,7 +88,12 @@ def register(app: typer.Typer) -> None:
         """Everything stored about a user (and linked identities) as JSON: what their /export sends."""
         from core.personalization.privacy import export_json, export_user_data
 
-        data = _run(bot, user_id, export_user_data)  # (store, user, holders)
+        async def work(store: Any, user: str, holders: Any) -> dict[str, Any]:
+            data = await export_user_data(store, user, holders)
+            await store.audit(CLI_ACTOR, "export", user, detail={"identities": len(data["identities"])})
+            return data
+
+        data = _run(bot, user_id, work)
         payload = export_json(data)
         if out is None:
             sys.stdout.buffer.write(payload + b"\n")
@@ -118,7 +125,7 @@ def register(app: typer.Typer) -> None:
             typer.confirm("Delete all of it permanently?", abort=True, err=True)
 
         async def work(store: Any, user: str, holders: Any) -> tuple[list[str], dict[str, int]]:
-            return await forget_user_data(store, user, actor="cli", holders=holders)
+            return await forget_user_data(store, user, actor=CLI_ACTOR, holders=holders)
 
         forgotten, rows = _run(bot, user_id, work)
         typer.echo(json.dumps({"forgotten": forgotten, "deleted_rows": rows}, ensure_ascii=False))

@@ -21,6 +21,8 @@ from core.personalization.profiles import (
     validate_preference,
 )
 from core.personalization.service import STATE_FORGOT, Personalization
+
+SELF_ACTOR = "self"  # the audit actor of a user's own /forget: the record outlives the id, so it names nobody
 from core.records import Profile
 
 
@@ -176,7 +178,7 @@ class PersonalizationCommands:
         if not await self.svc.take_forget_request(user):
             raise CommandUsageError("no pending forget", user_message="Send /forget first, then /forget confirm.")
         ctx.state[STATE_FORGOT] = True
-        await self.svc.forget(user)
+        await self.svc.forget(user, actor=SELF_ACTOR)
         return "Done. I deleted everything I kept about you."
 
     # -- /recommend ----------------------------------------------------------------------

@@ -60,9 +60,13 @@ def export_json(data: dict[str, Any]) -> bytes:
 async def forget_user_data(
     store: Store, user_id: str, *, actor: str, holders: Sequence[UserDataHolder] = ()
 ) -> tuple[list[str], dict[str, int]]:
-    """Delete everything about ``user_id`` and its linked identities, audited as done by
-    ``actor``; returns (ids, row counts; the holders' counts under their own keys, e.g.
-    ``plugin:NAME``).
+    """Delete everything about ``user_id`` and its linked identities; returns (ids, row
+    counts; the holders' counts under their own keys, e.g. ``plugin:NAME``).
+
+    Writes the one audit record of the forget, after the deletion so that it survives
+    it: ``actor`` (``self`` when the user asked, else the operator), when, and what was
+    deleted (row counts by kind), with no identifier that leads back to the user (no id,
+    no pseudonym; an error text has the ids cut out).
 
     The holders' forget hooks run first, while the data they may look up still
     exists. If one fails, the core data is deleted all the same, and then a PluginError
@@ -81,9 +85,15 @@ async def forget_user_data(
             totals.update(counts)
     for identity in ids:
         totals.update(await store.forget_user(identity))
-    detail: dict[str, Any] = {"identities": len(ids), "rows": sum(totals.values())}
+    detail: dict[str, Any] = {
+        "identities": len(ids), "rows": sum(totals.values()),
+        "deleted": {kind: n for kind, n in sorted(totals.items()) if n},
+    }
     if failures:
-        detail["incomplete"] = "; ".join(map(str, failures))
+        incomplete = "; ".join(map(str, failures))
+        for identity in ids:
+            incomplete = incomplete.replace(identity, "[forgotten]")
+        detail["incomplete"] = incomplete
     await store.audit(actor, "forget", "", outcome="error" if failures else "ok", detail=detail)
     if failures:
         raise PluginError(

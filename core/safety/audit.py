@@ -2,16 +2,15 @@
 
 Admin commands are audited by the router itself (core.app.run_command). This module
 adds the user commands that touch a user's data (``/export``, ``/forget`` by default):
-who, when, what, outcome. When a command erases the caller from the store (a completed
-``/forget``), the entry names them by a SHA-256 pseudonym instead, so the
-audit log does not bring back the identity that was just erased; an operator who knows
-the id can still find the entry with :func:`pseudonym`.
+who, when, what, outcome. A command that erased the caller from the store (a completed
+``/forget``) is not recorded here: the forget itself writes its one anonymous record
+(core.personalization.privacy.forget_user_data), and an entry naming the caller, even by
+a pseudonym, would lead back to the identity that was just erased.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Iterable
 from functools import partial
 
@@ -24,10 +23,6 @@ from core.records import AuditEntry
 DEFAULT_ENTRIES = 20
 MAX_ENTRIES = 100
 _FIELD_CHARS = 80
-
-
-def pseudonym(user_id: str) -> str:
-    return "forgotten:" + hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def _short(text: str) -> str:
@@ -103,6 +98,5 @@ class AuditCommands:
             outcome = "denied"
             raise
         finally:
-            erased = known_before and await store.get_user(actor) is None
-            who = pseudonym(actor) if erased else actor
-            await store.audit(who, spec.name, "" if erased else "self", outcome, {} if erased else {"args": list(args)})
+            if not (known_before and await store.get_user(actor) is None):  # erased: the forget wrote its record
+                await store.audit(actor, spec.name, "self", outcome, {"args": list(args)})

@@ -57,7 +57,10 @@ def test_export_prints_everything_about_the_user_and_linked_ids(cli, bot_file, t
     assert texts == {"我叫小明", "I live in Berlin.", "I have a dog named Rex."}
     out = tmp_path / "export.json"
     assert cli("users", "export", "telegram:1", "--bot", str(bot_file), "--out", str(out)).exit_code == 0
-    assert json.loads(out.read_text(encoding="utf-8"))["identities"] == data["identities"]
+    again = json.loads(out.read_text(encoding="utf-8"))["identities"]
+    without_audit = lambda identities: [{k: v for k, v in i.items() if k != "audit"} for i in identities]  # noqa: E731
+    assert without_audit(again) == without_audit(data["identities"])
+    assert any(e["actor"] == "cli" and e["action"] == "export" for i in again for e in i["audit"])  # the first export
 
 
 def test_forget_asks_then_deletes_every_row_of_the_person(cli, bot_file, tmp_path):
@@ -92,3 +95,26 @@ def test_a_bot_without_a_database_is_refused_without_creating_one(cli, tmp_path)
     assert result.exit_code == 2 and "no database" in result.output
     assert not (tmp_path / "missing.db").exists()
     assert cli("users", "export", "telegram:1", "--bot", str(tmp_path / "nofile.toml")).exit_code == 2
+
+
+def audit_rows(db):
+    import contextlib
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return [(actor, action, target, outcome, json.loads(detail))
+                for actor, action, target, outcome, detail in conn.execute(
+                    "SELECT actor, action, target, outcome, detail FROM audit_log ORDER BY id")]
+
+
+def test_the_cli_export_and_forget_are_audited_and_the_forget_record_names_nobody(cli, bot_file, tmp_path):
+    db = tmp_path / "clibot.db"
+    assert cli("users", "export", "telegram:1", "--bot", str(bot_file)).exit_code == 0
+    assert audit_rows(db)[-1][:4] == ("cli", "export", "telegram:1", "ok")
+    assert cli("users", "forget", "telegram:1", "--bot", str(bot_file), "--yes").exit_code == 0
+    rows = audit_rows(db)
+    forgets = [row for row in rows if row[1] == "forget"]
+    assert len(forgets) == 1 and forgets[0][:4] == ("cli", "forget", "", "ok")
+    assert forgets[0][4]["identities"] == 2 and forgets[0][4]["deleted"]["memories"] == 3
+    assert ("cli", "export", "[forgotten]", "ok") in [row[:4] for row in rows]  # the export stays, redacted
+    assert "telegram:1" not in str(rows) and "discord:7" not in str(rows)
