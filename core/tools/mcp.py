@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +30,7 @@ from core.tools.spec import Tool, ToolContext, ToolError, schema_validator
 log = logging.getLogger(__name__)
 
 PING_EVERY_S = 15.0
+STOP_GRACE_S = 10.0  # a hung stdio server is terminated, then killed, by the SDK within this
 BACKOFF_S, MAX_BACKOFF_S = 1.0, 60.0
 
 
@@ -48,6 +50,13 @@ def _content_text(result: Any) -> str:
     return "\n".join(parts)
 
 
+def _leaf(exc: BaseException) -> BaseException:
+    """The first real error inside the SDK's (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
 class _Server:
     def __init__(self, config: McpServer, registry: ToolRegistry) -> None:
         self.config, self.registry = config, registry
@@ -56,8 +65,10 @@ class _Server:
         self.problem = ""
         self.restarts = 0
         self.started = asyncio.Event()  # the first attempt ended (up or failed)
+        self.up = asyncio.Event()  # set while the server runs and its tools are in the registry
         self._broken = asyncio.Event()
         self._session: Any = None
+        self._errlog = sys.stderr  # the server's own stderr (its logs) goes to ours
 
     def describe(self) -> str:
         tools = [tool.name for tool in self.registry.all() if tool.owner == self.owner]
@@ -77,7 +88,8 @@ class _Server:
         missing = [name for name in config.env if name not in os.environ]
         if missing:
             log.warning("mcp server %s: environment variable(s) %s not set", config.name, missing)
-        return stdio_client(StdioServerParameters(command=config.command or "", args=list(config.args), env=env))
+        parameters = StdioServerParameters(command=config.command or "", args=list(config.args), env=env, cwd=config.cwd)
+        return stdio_client(parameters, errlog=self._errlog)
 
     async def supervise(self) -> None:
         config = self.config
@@ -87,9 +99,14 @@ class _Server:
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # an ExceptionGroup from the SDK's task group, an OSError, a timeout
-                self.problem = f"{type(exc).__name__}: {exc}"[:300]
+                leaf = _leaf(exc)
+                if isinstance(leaf, TimeoutError) and not self.problem:
+                    self.problem = f"no answer within {config.start_timeout_s:g} s"
+                else:
+                    self.problem = self.problem or f"{type(leaf).__name__}: {leaf}"[:300]
                 log.warning("mcp server %s failed: %s", config.name, self.problem)
             finally:
+                self.up.clear()
                 self.registry.remove_owner(self.owner)
                 self._session = None
                 self.started.set()
@@ -107,6 +124,7 @@ class _Server:
 
         config = self.config
         self._broken.clear()
+        self.problem = ""
         async with contextlib.AsyncExitStack() as stack:
             # asyncio.timeout, not wait_for: the SDK's task groups must be entered and left in this task
             async with asyncio.timeout(config.start_timeout_s):
@@ -117,6 +135,7 @@ class _Server:
             self._session = session
             added = self._register(listed.tools)
             self.state, self.problem = "running", ""
+            self.up.set()
             self.started.set()
             log.info("mcp server %s: %d tools (%s)", config.name, len(added), ", ".join(added))
             while not self._broken.is_set():
@@ -195,7 +214,7 @@ class McpServers:
         started = time.monotonic()
         self._tasks = [asyncio.create_task(server.supervise(), name=f"mcp:{server.config.name}") for server in self.servers]
         for server in self.servers:
-            left = server.config.start_timeout_s + 1.0 - (time.monotonic() - started)
+            left = server.config.start_timeout_s + STOP_GRACE_S - (time.monotonic() - started)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(server.started.wait(), max(0.1, left))
             if server.state != "running":

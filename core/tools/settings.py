@@ -34,6 +34,7 @@ class McpServer(_Section):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
     command: str | None = None  # stdio: the program to start
     args: tuple[str, ...] = ()
+    cwd: str | None = None  # working folder of a stdio server
     url: str | None = None  # streamable HTTP endpoint
     env: tuple[str, ...] = ()  # names of environment variables passed to the server (values never in the file)
     allow: tuple[str, ...] | None = None  # tool names offered; None: every tool the server lists
