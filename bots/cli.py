@@ -129,14 +129,14 @@ def run(
     from bots.app_factory import bot_app
     from bots.shards import with_shards
     from core.bootstrap import select_features
-    from core.http.operator import Operator, metered
+    from core.http.operator import Operator, setup_metrics
 
     setup_logging(verbose)
     with clean_errors():
         settings = with_shards(load_settings(file or bot), shard_count, shard_ids)
         starters = adapter_starters(settings)
         operator = Operator.from_settings(settings.http)
-        app = bot_app(settings, features=[*select_features(settings), metered(operator.metrics)])
+        app = bot_app(settings, metrics=operator.metrics, features=[*select_features(settings), setup_metrics])
         console = web_console(settings, operator)
 
     async def main() -> None:

@@ -18,6 +18,7 @@ from contextlib import AsyncExitStack
 
 from core.chat import ChatService
 from core.dispatcher import Dispatcher
+from core.http.metrics import Metrics
 from core.personas import PersonaLibrary
 from core.ports import Embedder, Generator, Store
 from core.runtime import EmbedderLoader, EmbedderSlot, Runtime
@@ -41,8 +42,10 @@ class App:
         embedder: Embedder | None = None,
         load_embedder: EmbedderLoader | None = None,
         admin_policies: Mapping[str, AdminPolicy] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self._metrics = metrics if metrics is not None else Metrics()
         self.personas = personas
         self._open_store, self._open_generator = open_store, open_generator
         self._features = tuple(features)
@@ -65,7 +68,7 @@ class App:
         self._stack.push_async_callback(generator.aclose)
         seams = Seams(admin_policies=dict(self._admin_policies))
         chat = ChatService(self.settings, self.personas, store, generator, seams)
-        bot = Runtime(self.settings, self.personas, store, generator, self._embedder, seams, chat, Dispatcher(seams.routes))
+        bot = Runtime(self.settings, self.personas, store, generator, self._embedder, seams, chat, Dispatcher(seams.routes), self._metrics)
         for feature in self._features:
             await feature(bot, self._stack)
         for wrap in seams.generator_wrappers:

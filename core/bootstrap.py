@@ -20,6 +20,7 @@ from core.command_route import CommandRoute, RequireAdmin
 from core.conversation_lease import ConversationLease
 from core.dispatcher import Route
 from core.errors import ConfigError
+from core.http.metrics import Metrics
 from core.middleware import RateLimiter, limit_input
 from core.personalization.feature import setup_personalization
 from core.personas import BUNDLED_PERSONAS, PersonaLibrary
@@ -134,6 +135,7 @@ async def setup_core(bot: Runtime, stack: AsyncExitStack) -> None:
         RateLimiter(
             limits.user_messages_per_minute, limits.user_burst, limits.chat_messages_per_minute, limits.chat_burst,
             store=bot.store,  # shared by the bot's processes, kept across restarts
+            on_limited=bot.metrics.rate_limited.inc,
         ),
     )
     seams.middlewares.add("input", "input_limits", limit_input(limits.max_input_chars))
@@ -160,8 +162,10 @@ def build_app(
     embedder: Embedder | None = None,
     features: Sequence[Feature] | None = None,
     admin_policies: Mapping[str, AdminPolicy] | None = None,
+    metrics: Metrics | None = None,
 ) -> App:
-    """An App for ``settings``; given ports replace the ones the settings name (tests, benchmarks)."""
+    """An App for ``settings``; given ports replace the ones the settings name (tests, benchmarks).
+    ``metrics``: where the bot counts (the operator's, served on /metrics); default a fresh one."""
     personas = load_personas(settings)
     chosen = select_features(settings) if features is None else list(features)
 
@@ -180,4 +184,5 @@ def build_app(
         embedder=embedder,
         load_embedder=load_embedder,
         admin_policies=admin_policies,
+        metrics=metrics,
     )

@@ -49,7 +49,9 @@ class RateLimiter:
         chat_burst: int,
         clock: Callable[[], float] = time.time,
         store: Store | None = None,
+        on_limited: Callable[[], None] = lambda: None,
     ) -> None:
+        self._on_limited = on_limited  # every refused message, told or not (the operator's metrics)
         self._user_rate, self._user_burst = user_per_minute / 60, user_burst
         self._chat_rate, self._chat_burst = chat_per_minute / 60, chat_burst
         self._limits = SharedLimits(store)
@@ -64,6 +66,7 @@ class RateLimiter:
         if not wait:
             await call_next(ctx)
             return
+        self._on_limited()
         if not await self._limits.notice_due(f"user:{user}", now, max(wait, 1.0)):
             return  # already told during this window
         raise RateLimited(f"{user} limited in {chat}", retry_after=wait)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.chat import ChatService
 from core.commands import CommandRegistry
 from core.dispatcher import Dispatcher
 from core.events import IncomingMessage
+from core.http.metrics import Metrics
 from core.personas import PersonaLibrary
 from core.ports import Embedder, Generator, Store
 from core.seams import Seams, Services
@@ -56,6 +57,7 @@ class Runtime:
     seams: Seams
     chat: ChatService
     dispatcher: Dispatcher  # its chain is set by the App once every feature is set up
+    metrics: Metrics = field(default_factory=Metrics)  # what features count (core/http/metrics.py)
 
     @property
     def commands(self) -> CommandRegistry:

@@ -60,7 +60,7 @@ class PluginManager:
         self._privacy: dict[str, LoadedPlugin] = {}  # every plugin that passed the contract
         self._enabled: tuple[str, ...] = ()
         self._seen_outboxes: dict[str, Outbox] = {}  # learned from incoming events
-        self.scheduler = Scheduler(self, job_timeout_s=job_timeout_s)
+        self.scheduler = Scheduler(self, job_timeout_s=job_timeout_s, metrics=bot.metrics)
         bot.seams.outboxes.on_register(lambda platform: self.scheduler.wake())
 
     # start-up --------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from core.errors import NotFound, PermissionDenied
+from core.http.metrics import Metrics
 from core.plugins.wiring import LoadedPlugin
 from core.ports import PluginStore
 from core.records import ScheduledJob
@@ -69,9 +70,15 @@ def next_occurrence(job: ScheduledJob, now: float) -> float:
 
 class Scheduler:
     def __init__(
-        self, manager: JobHost, *, clock: Callable[[], float] = time.time, job_timeout_s: float = 60.0
+        self,
+        manager: JobHost,
+        *,
+        clock: Callable[[], float] = time.time,
+        job_timeout_s: float = 60.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self._manager = manager
+        self._metrics = metrics if metrics is not None else Metrics()
         self._clock = clock
         self._job_timeout_s = job_timeout_s
         self._wake = asyncio.Event()
@@ -130,11 +137,15 @@ class Scheduler:
 
     async def _run_batches(self, now: float) -> int:
         ran = 0
+        plugins, platforms = self._manager.active_names(), self._manager.connected_platforms()
+        for job in await self._manager.store.due_jobs(now, plugins, platforms, limit=BATCH):
+            self._metrics.jobs_due.labels(job.plugin).inc()  # seen due here; another process may claim it
         while True:
             jobs = await self._manager.store.claim_jobs(
-                now, self._manager.active_names(), self._manager.connected_platforms(),
-                owner=self.owner, lease_s=self.lease_s, limit=BATCH,
+                now, plugins, platforms, owner=self.owner, lease_s=self.lease_s, limit=BATCH,
             )
+            for job in jobs:
+                self._metrics.jobs_claimed.labels(job.plugin).inc()
             if not jobs:
                 return ran
             await asyncio.gather(*(self._run(job, now) for job in jobs))
@@ -172,6 +183,7 @@ class Scheduler:
             else:
                 await store.reschedule_job(job.id, now + retry_delay(attempts), attempts)
             return
+        self._metrics.jobs_delivered.labels(job.plugin).inc()
         if isinstance(next_run, (int, float)) and not isinstance(next_run, bool):
             if not next_run > now:
                 loaded.ctx.log.warning("plugin %s: job %d asked to run again in the past; in a minute", job.plugin, job.id)

@@ -41,11 +41,13 @@ async def setup_safety(bot: Runtime, stack: AsyncExitStack) -> None:
     if moderation.classifier is not None:
         path = str(bot.settings.resolve_path(moderation.classifier.path))
         classifier = await TextClassifier.load(path, moderation.classifier)
-    moderator = Moderator(moderation, classifier)
+    actions = bot.metrics.moderation_actions
+    moderator = Moderator(moderation, classifier, on_action=lambda direction, action: actions.labels(direction, action).inc())
 
     limits = bot.settings.limits
     limiter = AbuseLimiter(
-        limits, exempt=bot.is_admin if settings.exempt_admins else (lambda event: False), store=bot.store
+        limits, exempt=bot.is_admin if settings.exempt_admins else (lambda event: False), store=bot.store,
+        on_limited=bot.metrics.rate_limited.inc,
     )
     seams = bot.seams
     seams.middlewares.replace("rate_limit", limiter)

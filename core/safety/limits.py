@@ -42,7 +42,9 @@ class AbuseLimiter:
         clock: Callable[[], float] = time.time,
         today: Callable[[], dt.date] = utc_today,
         store: Store | None = None,
+        on_limited: Callable[[], None] = lambda: None,
     ) -> None:
+        self._on_limited = on_limited  # every refused message, told or not (the operator's metrics)
         self._user = (limits.user_messages_per_minute / 60, limits.user_burst)
         self._chat = (limits.chat_messages_per_minute / 60, limits.chat_burst)
         self._quota = limits.user_daily_quota
@@ -61,11 +63,22 @@ class AbuseLimiter:
         for key, (rate, burst) in ((user, self._user), (chat, self._chat)):
             wait = await self._limits.take(key, rate, burst, now)
             if wait:
+                self._on_limited()
                 await self._limited(key, now, wait, user_message=self._message(key, wait))
                 return
-        if event.command is None and self._quota is not None and not await self._take_quota(event.user.qualified):
+        if event.command is None and self._quota is not None and not await self._quota_left(event.user.qualified):
             return
         await call_next(ctx)
+
+    async def _quota_left(self, user: str) -> bool:
+        try:
+            taken = await self._take_quota(user)
+        except RateLimited:
+            self._on_limited()
+            raise
+        if not taken:
+            self._on_limited()
+        return taken
 
     @staticmethod
     def _message(key: str, wait: float) -> str:

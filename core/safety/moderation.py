@@ -23,7 +23,7 @@ import logging
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,9 +158,16 @@ class TextClassifier:
 class Moderator:
     """The bot's moderation rules, and the actions taken in each context."""
 
-    def __init__(self, settings: ModerationSettings, classifier: TextClassifier | None = None) -> None:
+    def __init__(
+        self,
+        settings: ModerationSettings,
+        classifier: TextClassifier | None = None,
+        *,
+        on_action: Callable[[str, str], None] = lambda direction, action: None,
+    ) -> None:
         self.settings = settings
         self.classifier = classifier
+        self._on_action = on_action  # (direction, action): the operator's metrics
         self._base = WordMatcher(settings, "")
         policies = {"private": settings.private, "group": settings.group, "nsfw": settings.nsfw or settings.group}
         self._policies = policies
@@ -214,6 +221,7 @@ class Moderator:
         """Count and log a moderated text: rule names and a hash, never the text. Returns
         the same as an audit entry's detail (the web console's moderation page reads them)."""
         self.counts[f"{direction}.{context}.{action.value}"] += 1
+        self._on_action(direction, action.value)
         digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
         rules = sorted({finding.rule for finding in findings})
         log.warning(

@@ -15,6 +15,11 @@ content. ``fail_next`` injects an error response (a 429 with ``retry_after``, a 
 Gateway: HELLO, IDENTIFY -> READY + GUILD_CREATE, heartbeat ACK, dispatch with
 sequence numbers, RESUME (replaying what the client missed, and with
 ``replay_on_resume`` also events it already had, as Discord may), close codes.
+Sharding as Discord does it: ``FakeDiscord(shards=2)`` recommends two shards in
+``GET /gateway/bot``; each IDENTIFY names ``[shard_id, shard_count]`` and gets a
+session of its own whose READY lists only its guilds (``(guild_id >> 22) % count``);
+``dispatch`` sends a guild's event on the connection of the shard that owns it (DMs
+on shard 0); a wrong shard count is closed with 4010 (invalid shard).
 """
 
 from __future__ import annotations
@@ -46,6 +51,17 @@ class Call:
 
 
 @dataclass
+class Session:
+    """One shard's gateway session: its socket and what it was sent (for RESUME)."""
+
+    shard: int
+    session_id: str
+    ws: web.WebSocketResponse
+    seq: int = 0
+    sent: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
 class Failure:
     method: str
     path: re.Pattern[str]
@@ -70,8 +86,9 @@ class FakeDiscord:
     bot_id = 900000000000000001
     app_id = 900000000000000001
 
-    def __init__(self, token: str = "fake-bot-token", *, bot_name: str = "PersonaBot") -> None:
+    def __init__(self, token: str = "fake-bot-token", *, bot_name: str = "PersonaBot", shards: int = 1) -> None:
         self.token = token
+        self.shard_count = shards
         self.bot_name = bot_name
         self.bot_user = user_payload(self.bot_id, bot_name, bot=True)
         self.calls: list[Call] = []
@@ -79,7 +96,8 @@ class FakeDiscord:
         self.interaction_responses: list[dict[str, Any]] = []  # callback bodies, in order
         self.synced: dict[str, list[dict[str, Any]]] = {}  # "global" or guild id -> commands
         self.guilds: dict[int, dict[str, Any]] = {}
-        self.identified = asyncio.Event()
+        self.identified = asyncio.Event()  # set by any shard's IDENTIFY (or RESUME)
+        self.sessions: dict[int, Session] = {}  # shard id -> its live session
         self.identifies = 0
         self.resumes = 0
         self.identify_payloads: list[dict[str, Any]] = []
@@ -89,9 +107,6 @@ class FakeDiscord:
         self._failures: list[Failure] = []
         self._interaction_channels: dict[str, int] = {}  # interaction token -> channel id
         self._ids = itertools.count(1)
-        self._seq = 0
-        self._sent: list[dict[str, Any]] = []  # dispatched events, for RESUME
-        self._ws: web.WebSocketResponse | None = None
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -109,8 +124,9 @@ class FakeDiscord:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._ws is not None and not self._ws.closed:
-            await self._ws.close()
+        for session in list(self.sessions.values()):
+            if not session.ws.closed:
+                await session.ws.close()
         assert self._runner is not None
         await self._runner.cleanup()
 
@@ -122,8 +138,13 @@ class FakeDiscord:
         return ((int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22) | (next(self._ids) & 0x3FFFFF)
 
     # world ----------------------------------------------------------------------------
-    def add_guild(self, *, everyone_permissions: int = PERMISSIONS_ALL_TEXT, owner_id: int = 1) -> int:
+    def add_guild(
+        self, *, everyone_permissions: int = PERMISSIONS_ALL_TEXT, owner_id: int = 1, shard: int | None = None
+    ) -> int:
+        """A server the bot is in; ``shard`` picks an id that shard owns."""
         guild_id = self.snowflake()
+        while shard is not None and self.shard_of(guild_id) != shard:
+            guild_id += 1 << 22  # the next millisecond: the next shard
         self.guilds[guild_id] = {
             "id": str(guild_id),
             "name": f"guild {guild_id}",
@@ -382,49 +403,78 @@ class FakeDiscord:
         self._failures.append(Failure(method, re.compile(path), status, body, headers, times))
 
     # gateway ------------------------------------------------------------------------------
+    def shard_of(self, guild_id: int | None) -> int:
+        """The shard that receives a guild's events (Discord's formula); DMs go to shard 0."""
+        return 0 if guild_id is None else (guild_id >> 22) % self.shard_count
+
     async def dispatch(self, event: str, data: dict[str, Any]) -> int:
-        """Send one DISPATCH to the connected client; returns its sequence number."""
-        self._seq += 1
-        frame = {"op": 0, "t": event, "s": self._seq, "d": data}
-        self._sent.append(frame)
-        assert self._ws is not None and not self._ws.closed, "no gateway connection"
-        await self._ws.send_json(frame)
-        return self._seq
+        """Send one DISPATCH to the shard that owns its guild; returns its sequence number."""
+        guild = data.get("guild_id")
+        shard = self.shard_of(int(guild) if guild is not None else None)
+        session = self.sessions.get(shard)
+        assert session is not None and not session.ws.closed, f"no gateway connection for shard {shard}"
+        return await self._send(session, event, data)
 
-    async def drop_connection(self, code: int = 4000) -> None:
-        """Close the gateway socket as a network problem would; discord.py reconnects and RESUMEs."""
-        assert self._ws is not None
+    async def _send(self, session: Session, event: str, data: dict[str, Any]) -> int:
+        session.seq += 1
+        frame = {"op": 0, "t": event, "s": session.seq, "d": data}
+        session.sent.append(frame)
+        await session.ws.send_json(frame)
+        return session.seq
+
+    async def drop_connection(self, code: int = 4000, shard: int = 0) -> None:
+        """Close a shard's gateway socket as a network problem would; discord.py reconnects and RESUMEs."""
         self.identified.clear()
-        await self._ws.close(code=code)
+        await self.sessions[shard].ws.close(code=code)
 
-    async def _send_ready(self, ws: web.WebSocketResponse) -> None:
-        self._seq += 1
-        ready = {
-            "op": 0,
-            "t": "READY",
-            "s": self._seq,
-            "d": {
+    async def _identify(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
+        self.identify_payloads.append(data)
+        shard, count = data.get("shard") or [0, 1]
+        if data.get("token") != self.token:
+            await ws.close(code=4004, message=b"Authentication failed.")
+        elif self.close_on_identify is not None:
+            await ws.close(code=self.close_on_identify, message=b"Disallowed intent(s).")
+        elif count != self.shard_count or not 0 <= shard < count:
+            await ws.close(code=4010, message=b"Invalid shard.")
+        else:
+            self.identifies += 1
+            session = self.sessions[shard] = Session(shard, f"session-{shard}-{self.identifies}", ws)
+            mine = [guild for guild_id, guild in self.guilds.items() if self.shard_of(guild_id) == shard]
+            ready = {
                 "v": 10,
                 "user": self.bot_user,
-                "guilds": [{"id": str(guild_id), "unavailable": True} for guild_id in self.guilds],
-                "session_id": f"session-{self.identifies}",
+                "guilds": [{"id": guild["id"], "unavailable": True} for guild in mine],
+                "session_id": session.session_id,
                 "resume_gateway_url": f"ws://127.0.0.1:{self.port}/gateway",
                 "application": {"id": str(self.app_id), "flags": self.app_flags},
                 "private_channels": [],
-            },
-        }
-        self._sent.append(ready)
-        await ws.send_json(ready)
-        for guild in self.guilds.values():
-            self._seq += 1
-            frame = {"op": 0, "t": "GUILD_CREATE", "s": self._seq, "d": guild}
-            self._sent.append(frame)
-            await ws.send_json(frame)
+                "shard": [shard, count],
+            }
+            await self._send(session, "READY", ready)
+            for guild in mine:
+                await self._send(session, "GUILD_CREATE", guild)
+            self.identified.set()
+
+    async def _resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
+        session = next((s for s in self.sessions.values() if s.session_id == data.get("session_id")), None)
+        if session is None:
+            await ws.send_json({"op": 9, "s": None, "t": None, "d": False})  # invalid session: identify again
+            return
+        self.resumes += 1
+        session.ws = ws
+        seq = data.get("seq") or 0
+        missed = [frame for frame in session.sent if frame["s"] > seq]
+        delivered = [frame for frame in session.sent if frame["s"] <= seq]
+        again = delivered[-self.replay_on_resume :] if self.replay_on_resume else []
+        for old in again + missed:
+            await ws.send_json(old)
+        session.seq += 1
+        await ws.send_json({"op": 0, "t": "RESUMED", "s": session.seq, "d": {}})
+        self.identified.set()
 
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        self._ws = ws
         await ws.send_json({"op": 10, "s": None, "t": None, "d": {"heartbeat_interval": 45000}})
         async for frame in ws:
             if frame.type is not WSMsgType.TEXT:
@@ -434,25 +484,9 @@ class FakeDiscord:
             if op == 1:
                 await ws.send_json({"op": 11, "s": None, "t": None, "d": None})
             elif op == 2:
-                self.identify_payloads.append(data)
-                if data.get("token") != self.token:
-                    await ws.close(code=4004, message=b"Authentication failed.")
-                elif self.close_on_identify is not None:
-                    await ws.close(code=self.close_on_identify, message=b"Disallowed intent(s).")
-                else:
-                    self.identifies += 1
-                    await self._send_ready(ws)
-                    self.identified.set()
+                await self._identify(ws, data)
             elif op == 6:
-                self.resumes += 1
-                missed = [frame for frame in self._sent if frame["s"] > (data.get("seq") or 0)]
-                delivered = [frame for frame in self._sent if frame["s"] <= (data.get("seq") or 0)]
-                again = delivered[-self.replay_on_resume :] if self.replay_on_resume else []
-                for old in again + missed:
-                    await ws.send_json(old)
-                self._seq += 1
-                await ws.send_json({"op": 0, "t": "RESUMED", "s": self._seq, "d": {}})
-                self.identified.set()
+                await self._resume(ws, data)
             await self._notify()
         await self._notify()
         return ws
@@ -555,7 +589,7 @@ class FakeDiscord:
             return _json(
                 {
                     "url": f"ws://127.0.0.1:{self.port}/gateway",
-                    "shards": 1,
+                    "shards": self.shard_count,
                     "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1},
                 }
             )

@@ -148,7 +148,14 @@ class FakeBotAPI:
         self._notify_soon()
         return update["update_id"]
 
-    def user_message(
+    def user_message(self, text: str | None, **message: Any) -> int:
+        """Queue a message as a Telegram client would send it (entities included); returns its update id."""
+        update = self.message_update(text, **message)
+        self.updates.append(update)
+        self._notify_soon()
+        return update["update_id"]
+
+    def message_update(
         self,
         text: str | None,
         *,
@@ -161,7 +168,7 @@ class FakeBotAPI:
         extra: dict[str, Any] | None = None,
         kind: str = "message",
     ) -> int:
-        """Queue a message as a Telegram client would send it (entities included); returns its update id."""
+        """An update as Telegram would send it (entities included), not queued: what a webhook receives."""
         user_id = user_id if user_id is not None else chat_id
         chat: dict[str, Any] = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}
         if chat_id > 0:
@@ -193,7 +200,7 @@ class FakeBotAPI:
         if reply_to is not None:
             message["reply_to_message"] = reply_to
         message.update(extra or {})
-        return self.push_update({kind: message})
+        return {"update_id": next(self._update_ids), kind: message}
 
     # -- the server ------------------------------------------------------------------
     def _next_message_id(self, chat_id: int) -> int:
