@@ -31,6 +31,7 @@ from typing import Any
 from core.errors import GenerationError
 from core.events import ChatMessage, Chunk, FinishReason, GenerationParams, GenerationRequest
 from core.generation.prompt import PromptRenderer
+from core.generation.tool_calls import tool_call_stream
 from core.generation.relay import Interrupts, relay
 
 log = logging.getLogger(__name__)
@@ -360,11 +361,14 @@ class TransformersGenerator:
         params = request.params
         if params.max_new_tokens < 1:
             raise GenerationError("max_new_tokens must be at least 1")
-        ids = self.renderer.encode(request.messages)
+        tools = request.tools if self.renderer.supports_tools else ()  # off for templates without tools
+        ids = self.renderer.encode(request.messages, tools)
         max_new = self._budget(len(ids), params)
         if self._batched and params.seed is None:
-            return self._stream_batched(ids, params, max_new, request)
-        return self._stream_sequential(ids, params, max_new, request.conversation_id)
+            chunks = self._stream_batched(ids, params, max_new, request)
+        else:
+            chunks = self._stream_sequential(ids, params, max_new, request.conversation_id)
+        return tool_call_stream(chunks) if tools and request.tool_choice != "none" else chunks
 
     def cancel(self, conversation_id: str) -> int:
         """Stop in-flight generation for one conversation (/reset, /forget); returns how many.
