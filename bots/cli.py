@@ -253,9 +253,9 @@ def config_show(bot: BotOption = None) -> None:
 
 def _register_optional_commands() -> None:
     """Sub-commands contributed by other modules (training, adapters, privacy, plugins)."""
-    from bots import discord_cli, doctor, init_cli, plugins_cli, storage_cli, training_cli, users_cli, web_cli
+    from bots import access_cli, discord_cli, doctor, init_cli, plugins_cli, storage_cli, training_cli, users_cli, web_cli
 
-    for module in (init_cli, doctor, training_cli, discord_cli, plugins_cli, users_cli, storage_cli, web_cli):
+    for module in (init_cli, doctor, training_cli, discord_cli, plugins_cli, users_cli, access_cli, storage_cli, web_cli):
         module.register(app)
 
 

@@ -18,6 +18,7 @@ from contextlib import AsyncExitStack
 
 from core.chat import ChatService
 from core.dispatcher import Dispatcher
+from core.i18n import choose_locale
 from core.http.metrics import Metrics
 from core.personas import PersonaLibrary
 from core.ports import Embedder, Generator, Store
@@ -68,7 +69,8 @@ class App:
         self._stack.push_async_callback(generator.aclose)
         seams = Seams(admin_policies=dict(self._admin_policies))
         chat = ChatService(self.settings, self.personas, store, generator, seams)
-        bot = Runtime(self.settings, self.personas, store, generator, self._embedder, seams, chat, Dispatcher(seams.routes), self._metrics)
+        dispatcher = Dispatcher(seams.routes, locale=choose_locale([self.settings.language]))
+        bot = Runtime(self.settings, self.personas, store, generator, self._embedder, seams, chat, dispatcher, self._metrics)
         for feature in self._features:
             await feature(bot, self._stack)
         for wrap in seams.generator_wrappers:

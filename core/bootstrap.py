@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+from core.access import AllowList, ChooseLocale, Pairing, approve_spec
 from core.app import App, Feature
 from core.builtin_commands import builtin_commands
 from core.command_route import CommandRoute, RequireAdmin
@@ -129,6 +130,13 @@ async def setup_core(bot: Runtime, stack: AsyncExitStack) -> None:
         seams.middlewares.add("recovery", "conversation_lease", ConversationLease(bot.store))
     seams.middlewares.add("recovery", "dedupe", ResumingDedupe(bot.store, bot.chat))
     seams.middlewares.add("access", "drop_banned", DropBanned(bot.store))
+    seams.middlewares.add("access", "locale", ChooseLocale(bot.store))
+    access = bot.settings.access
+    if access.restricted:  # allow lists or pairing; the default bot stays open
+        pairing = Pairing(bot.store, access.pairing_code_ttl_s) if access.pairing else None
+        seams.middlewares.add("access", "allow_list", AllowList(access, bot.store, bot.is_admin, pairing))
+        if pairing is not None:
+            seams.commands.add(approve_spec(pairing))
     seams.middlewares.add(
         "limits",
         "rate_limit",

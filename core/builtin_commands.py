@@ -11,6 +11,7 @@ from core.commands import ArgSpec, CommandSpec
 from core.dispatcher import Context
 from core.errors import CommandUsageError, NotFound
 from core.events import ChatKind, UserRef
+from core.i18n import N_, _
 from core.runtime import Runtime
 
 
@@ -23,16 +24,16 @@ def _version() -> str:
 
 async def start(bot: Runtime, ctx: Context, args: tuple[str, ...]) -> str:
     conversation = await bot.store.active_conversation(ctx.event.key)
-    persona = await bot.chat.resolve_persona(ctx.event, conversation)
-    return f"{persona.greeting}\n\nSend /help to see what I can do."
+    persona = (await bot.chat.resolve_persona(ctx.event, conversation)).localized(ctx.locale)
+    return persona.greeting + "\n\n" + ctx.t("Send /help to see what I can do.")
 
 
 async def help_command(bot: Runtime, ctx: Context, args: tuple[str, ...]) -> str:
-    lines = ["Commands:"]
-    lines += [f"{spec.usage} — {spec.description}" for spec in bot.commands.user_commands()]
+    lines = [ctx.t("Commands:")]
+    lines += [f"{spec.usage} — {ctx.t(spec.description)}" for spec in bot.commands.user_commands()]
     if bot.is_admin(ctx.event):
-        lines += ["", "Admin commands:"]
-        lines += [f"{spec.usage} — {spec.description}" for spec in bot.commands.admin_commands()]
+        lines += ["", ctx.t("Admin commands:")]
+        lines += [f"{spec.usage} — {ctx.t(spec.description)}" for spec in bot.commands.admin_commands()]
     return "\n".join(lines)
 
 
@@ -40,39 +41,43 @@ async def persona_command(bot: Runtime, ctx: Context, args: tuple[str, ...]) -> 
     event = ctx.event
     conversation = await bot.store.active_conversation(event.key)
     if not args:
-        current = await bot.chat.resolve_persona(event, conversation)
+        current = (await bot.chat.resolve_persona(event, conversation)).localized(ctx.locale)
         others = ", ".join(name for name in bot.personas.names() if name != current.name)
-        return f"Current persona: {current.title} ({current.name}) — {current.description}\nOthers: {others}"
-    persona = bot.personas.get(args[0])
+        return ctx.t(
+            "Current persona: {title} ({name}) — {description}\nOthers: {others}",
+            title=current.title, name=current.name, description=current.description, others=others,
+        )
+    persona = bot.personas.get(args[0]).localized(ctx.locale)
     await bot.store.set_conversation_persona(conversation.id, persona.name)
     if event.chat_kind is not ChatKind.GROUP:
         profile = await bot.store.get_profile(event.user.qualified)
         preferences = dict(profile.preferences, persona=persona.name)
         await bot.store.save_profile(dataclasses.replace(profile, preferences=preferences))
-    return f"Now talking as {persona.title}. {persona.greeting}"
+    return ctx.t("Now talking as {title}.", title=persona.title) + " " + persona.greeting
 
 
 async def reset(bot: Runtime, ctx: Context, args: tuple[str, ...]) -> str:
     bot.chat.cancel(ctx.event.key.qualified)
     await bot.store.reset_conversation(ctx.event.key)
-    return "Started a new conversation. I won't use what we said before."
+    return ctx.t("Started a new conversation. I won't use what we said before.")
 
 
 async def about(bot: Runtime, ctx: Context, args: tuple[str, ...]) -> str:
     settings = bot.settings
     model = settings.model
     model_name = model.model if model.backend == "openai" else model.path
-    return (
-        f"{settings.name} — personabot {_version()}\n{settings.description}\n"
-        f"Model: {model_name} ({model.backend}). Personas: {', '.join(bot.personas.names())}."
-    ).replace("\n\n", "\n")
+    details = ctx.t(
+        "Model: {model} ({backend}). Personas: {personas}.",
+        model=model_name, backend=model.backend, personas=", ".join(bot.personas.names()),
+    )
+    return f"{settings.name} — personabot {_version()}\n{settings.description}\n{details}".replace("\n\n", "\n")
 
 
 async def admin_stats(bot: Runtime, ctx: Context, args: tuple[str, ...]) -> str:
     stats = await bot.store.stats()
     health = await bot.generator.health()
     lines = [f"{name}: {value}" for name, value in sorted(stats.items())]
-    lines += [f"model {name}: {value}" for name, value in sorted(health.items())]
+    lines += [ctx.t("model {name}: {value}", name=name, value=value) for name, value in sorted(health.items())]
     return "\n".join(lines)
 
 
@@ -82,9 +87,9 @@ async def admin_persona_default(bot: Runtime, ctx: Context, args: tuple[str, ...
     event = ctx.event
     scope = {"bot": "bot", "chat": chat_scope(event), "server": space_scope(event)}[where]
     if scope is None:
-        raise CommandUsageError("no server here", user_message="This chat is not in a server; use 'chat' or 'bot'.")
+        raise CommandUsageError("no server here", user_message=_("This chat is not in a server; use 'chat' or 'bot'."))
     await bot.store.set_setting(scope, "persona", persona.name)
-    return f"Default persona for this {where} is now {persona.title}."
+    return ctx.t(_WHERE[where], title=persona.title)
 
 
 def _target_user(ctx: Context, raw: str) -> str:
@@ -92,44 +97,49 @@ def _target_user(ctx: Context, raw: str) -> str:
     try:
         return UserRef.parse(raw).qualified if ":" in raw else UserRef(ctx.event.user.platform, raw).qualified
     except ValueError:
-        raise CommandUsageError(f"bad user id {raw!r}", user_message="Give a user id like telegram:123.") from None
+        raise CommandUsageError(f"bad user id {raw!r}", user_message=_("Give a user id like telegram:123.")) from None
 
 
 async def admin_ban(bot: Runtime, ctx: Context, args: tuple[str, ...]) -> str:
     user = _target_user(ctx, args[0])
     if user == ctx.event.user.qualified:
-        raise CommandUsageError("self-ban", user_message="You can't ban yourself.")
+        raise CommandUsageError("self-ban", user_message=_("You can't ban yourself."))
     await bot.store.set_banned(user, True)
-    return f"Banned {user}. The bot will ignore them."
+    return ctx.t("Banned {user}. The bot will ignore them.", user=user)
 
 
 async def admin_unban(bot: Runtime, ctx: Context, args: tuple[str, ...]) -> str:
     user = _target_user(ctx, args[0])
     if not await bot.store.is_banned(user):
-        raise NotFound(f"{user} not banned", user_message=f"{user} is not banned.")
+        raise NotFound(f"{user} not banned", user_message=_("{user} is not banned.", user=user))
     await bot.store.set_banned(user, False)
-    return f"Unbanned {user}."
+    return ctx.t("Unbanned {user}.", user=user)
 
 
-_USER = ArgSpec("user", "platform-qualified user id, e.g. telegram:123", required=True)
+_USER = ArgSpec("user", N_("platform-qualified user id, e.g. telegram:123"), required=True)
+_WHERE = {
+    "chat": N_("Default persona for this chat is now {title}."),
+    "server": N_("Default persona for this server is now {title}."),
+    "bot": N_("Default persona for this bot is now {title}."),
+}
 
 
 def builtin_commands(bot: Runtime) -> list[CommandSpec]:
     """The built-in commands, their handlers bound to ``bot``."""
     return [
-        CommandSpec("start", "Say hello and show what I can do", partial(start, bot)),
-        CommandSpec("help", "List the commands", partial(help_command, bot), private=True),
-        CommandSpec("persona", "Show or switch the persona", partial(persona_command, bot), (ArgSpec("name", "persona to use"),)),
-        CommandSpec("reset", "Start a new conversation", partial(reset, bot)),
-        CommandSpec("about", "About this bot", partial(about, bot)),
-        CommandSpec("stats", "Usage statistics", partial(admin_stats, bot), admin_only=True, private=True),
+        CommandSpec("start", N_("Say hello and show what I can do"), partial(start, bot)),
+        CommandSpec("help", N_("List the commands"), partial(help_command, bot), private=True),
+        CommandSpec("persona", N_("Show or switch the persona"), partial(persona_command, bot), (ArgSpec("name", N_("persona to use")),)),
+        CommandSpec("reset", N_("Start a new conversation"), partial(reset, bot)),
+        CommandSpec("about", N_("About this bot"), partial(about, bot)),
+        CommandSpec("stats", N_("Usage statistics"), partial(admin_stats, bot), admin_only=True, private=True),
         CommandSpec(
             "persona-default",
-            "Set the default persona for this chat, server or bot",
+            N_("Set the default persona for this chat, server or bot"),
             partial(admin_persona_default, bot),
-            (ArgSpec("name", "persona", required=True), ArgSpec("scope", "where", choices=("chat", "server", "bot"))),
+            (ArgSpec("name", N_("persona"), required=True), ArgSpec("scope", N_("where"), choices=("chat", "server", "bot"))),
             admin_only=True,
         ),
-        CommandSpec("ban", "Ignore a user on every platform", partial(admin_ban, bot), (_USER,), admin_only=True, private=True),
-        CommandSpec("unban", "Stop ignoring a user", partial(admin_unban, bot), (_USER,), admin_only=True, private=True),
+        CommandSpec("ban", N_("Ignore a user on every platform"), partial(admin_ban, bot), (_USER,), admin_only=True, private=True),
+        CommandSpec("unban", N_("Stop ignoring a user"), partial(admin_unban, bot), (_USER,), admin_only=True, private=True),
     ]

@@ -86,7 +86,7 @@ class ChatService:
     async def respond(self, ctx: Context, conversation: Conversation, user_turn: StoredMessage) -> str:
         """Answer a stored user turn (also used to answer turns left unanswered by a crash)."""
         event = ctx.event
-        persona = await self.resolve_persona(event, conversation)
+        persona = (await self.resolve_persona(event, conversation)).localized(ctx.locale)
         stored = await self.store.history(conversation.id, limit=self.settings.limits.history_messages + 1)
         history = [ChatMessage(message.role, message.text) for message in stored if message.id <= user_turn.id]
         sections: list[PromptSection] = []
@@ -115,7 +115,7 @@ class ChatService:
                 text = f"{text}\n\nSources: {'; '.join(built.sources)}"
         except GenerationError as error:
             log.warning("generation failed for %s: %s", event.event_id, error)
-            text = error.user_message
+            text = ctx.t(error.user_message)
         except asyncio.CancelledError:
             # A reset, forget or shutdown stopped this turn: keep what was said, then stop.
             # Nothing said yet: the turn stays unanswered, so crash recovery answers it later.

@@ -8,6 +8,7 @@ from core.commands import CommandRegistry, CommandSpec
 from core.dispatcher import Context
 from core.errors import PermissionDenied, UnknownCommand
 from core.events import IncomingMessage, Reply
+from core.i18n import _
 from core.ports import Store
 from core.seams import CommandFilter
 
@@ -23,7 +24,7 @@ class RequireAdmin:
             call = ctx.event.command
             target = " ".join(call.args[1:]) if call is not None else ""
             await self._store.audit(ctx.event.user.qualified, f"admin {spec.name}", target, outcome="denied")
-            raise PermissionDenied(f"{ctx.event.user} is not an admin", user_message="Only the bot's admins can do that.")
+            raise PermissionDenied(f"{ctx.event.user} is not an admin", user_message=_("Only the bot's admins can do that."))
 
 
 class CommandRoute:

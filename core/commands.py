@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from core.errors import CommandUsageError, ConfigError
 from core.events import CommandCall, Reply
+from core.i18n import _
 
 if TYPE_CHECKING:
     from core.dispatcher import Context
@@ -72,15 +73,15 @@ class CommandSpec:
         if specs and specs[-1].rest and len(args) > len(specs):
             args = args[: len(specs) - 1] + (" ".join(args[len(specs) - 1 :]),)
         if len(args) > len(specs):
-            raise CommandUsageError(f"too many arguments for {self.name}", user_message=f"Usage: {self.usage}")
+            raise CommandUsageError(f"too many arguments for {self.name}", user_message=_("Usage: {usage}", usage=self.usage))
         for index, spec in enumerate(specs):
             if index >= len(args):
                 if spec.required:
-                    raise CommandUsageError(f"missing {spec.name}", user_message=f"Usage: {self.usage}")
+                    raise CommandUsageError(f"missing {spec.name}", user_message=_("Usage: {usage}", usage=self.usage))
                 continue
             if spec.choices and args[index].lower() not in spec.choices:
                 raise CommandUsageError(
-                    f"bad {spec.name}", user_message=f"{spec.name} must be one of: {', '.join(spec.choices)}"
+                    f"bad {spec.name}", user_message=_("{name} must be one of: {choices}", name=spec.name, choices=", ".join(spec.choices))
                 )
         return args
 

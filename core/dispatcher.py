@@ -21,6 +21,7 @@ from typing import Any
 
 from core.errors import PersonabotError
 from core.events import IncomingMessage, Reply, SentMessage
+from core.i18n import SOURCE_LOCALE, Msg, nt, t
 from core.ports import Outbox
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,19 @@ class Context:
     outbox: Outbox
     notices: list[str] = field(default_factory=list)  # told to the user before the answer
     state: dict[str, Any] = field(default_factory=dict)  # per-event data for later steps
+    locale: str = SOURCE_LOCALE  # the reader's language (core/i18n.py), chosen in the access stage
+
+    def t(self, message: str, **kwargs: Any) -> str:
+        """``message`` (msgid or Msg) in the reader's language."""
+        return t(self.locale, message, **kwargs)
+
+    def nt(self, singular: str, plural: str, n: int, **kwargs: Any) -> str:
+        return nt(self.locale, singular, plural, n, **kwargs)
 
     async def reply(self, answer: Reply | str, *, private: bool = False) -> SentMessage:
         reply = answer if isinstance(answer, Reply) else Reply(answer, private=private)
+        if isinstance(reply.text, Msg):
+            reply = dataclasses.replace(reply, text=self.t(reply.text))
         if reply.reply_to is None and self.event.message_id:
             reply = dataclasses.replace(reply, reply_to=self.event.message_id)  # keeps the attachment
         return await self.outbox.send(self.event.key, reply)
@@ -84,10 +95,10 @@ async def reply_with_error(ctx: Context, error: BaseException) -> None:
     event = ctx.event
     if isinstance(error, PersonabotError):
         log.info("event %s from %s: %s: %s", event.event_id, event.user, type(error).__name__, error)
-        text = error.user_message
+        text = ctx.t(error.user_message)
     else:
         log.error("event %s from %s failed", event.event_id, event.user, exc_info=error)
-        text = PersonabotError.user_message
+        text = ctx.t(PersonabotError.user_message)
     try:
         await ctx.reply(text, private=True)
     except Exception as exc:  # the platform is down too; the log line above is what is left
@@ -100,9 +111,11 @@ class Dispatcher:
         router: Router,
         middlewares: Sequence[tuple[str, Middleware]] = (),
         on_error: ErrorHook = reply_with_error,
+        locale: str = SOURCE_LOCALE,
     ) -> None:
         self.router = router
         self.on_error = on_error
+        self.locale = locale  # until the access stage knows the reader's (the bot's language)
         self.set_chain(middlewares)
 
     def set_chain(self, middlewares: Sequence[tuple[str, Middleware]]) -> None:
@@ -118,7 +131,7 @@ class Dispatcher:
         return self._names + [f"route:{route.name}" for route in self.router.routes]
 
     async def feed(self, event: IncomingMessage, outbox: Outbox) -> Context:
-        ctx = Context(event=event, outbox=outbox)
+        ctx = Context(event=event, outbox=outbox, locale=self.locale)
 
         async def run(index: int, current: Context) -> None:
             if index == len(self.middlewares):

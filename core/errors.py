@@ -23,11 +23,13 @@ Adapters translate their platform's exceptions into this tree at the edge.
 
 from __future__ import annotations
 
+from core.i18n import N_
+
 
 class PersonabotError(Exception):
     """Base class. ``user_message`` is what a chat user may read; ``str(exc)`` is for logs."""
 
-    user_message = "Sorry, something went wrong. Please try again."
+    user_message = N_("Sorry, something went wrong. Please try again.")
 
     def __init__(self, message: str = "", *, user_message: str | None = None) -> None:
         super().__init__(message or self.user_message)
@@ -38,15 +40,15 @@ class PersonabotError(Exception):
 class ConfigError(PersonabotError):
     """A configuration file is invalid; the message names the file and the field."""
 
-    user_message = "The bot is misconfigured."
+    user_message = N_("The bot is misconfigured.")
 
 
 class PermissionDenied(PersonabotError):
-    user_message = "You are not allowed to do that."
+    user_message = N_("You are not allowed to do that.")
 
 
 class RateLimited(PersonabotError):
-    user_message = "You are sending messages too fast. Please wait a moment."
+    user_message = N_("You are sending messages too fast. Please wait a moment.")
 
     def __init__(self, message: str = "", *, retry_after: float = 0.0, user_message: str | None = None) -> None:
         super().__init__(message, user_message=user_message)
@@ -54,38 +56,38 @@ class RateLimited(PersonabotError):
 
 
 class InputRejected(PersonabotError):
-    user_message = "I can't process that message."
+    user_message = N_("I can't process that message.")
 
 
 class UnknownCommand(PersonabotError):
-    user_message = "Unknown command. Send /help to see what I can do."
+    user_message = N_("Unknown command. Send /help to see what I can do.")
 
 
 class CommandUsageError(PersonabotError):
-    user_message = "Wrong arguments. Send /help for usage."
+    user_message = N_("Wrong arguments. Send /help for usage.")
 
 
 class NotFound(PersonabotError):
-    user_message = "Not found."
+    user_message = N_("Not found.")
 
 
 class StorageError(PersonabotError):
-    user_message = "I couldn't save or read that right now. Please try again."
+    user_message = N_("I couldn't save or read that right now. Please try again.")
 
 
 class GenerationError(PersonabotError):
-    user_message = "I couldn't come up with a reply right now. Please try again."
+    user_message = N_("I couldn't come up with a reply right now. Please try again.")
 
 
 class GenerationBusy(GenerationError):
-    user_message = "I'm busy with other conversations, try again in a moment."
+    user_message = N_("I'm busy with other conversations, try again in a moment.")
 
 
 class PlatformError(PersonabotError):
-    user_message = "The chat platform did not accept my message."
+    user_message = N_("The chat platform did not accept my message.")
 
 
 class PluginError(PersonabotError):
     """A plugin failed; the bot and the other plugins go on."""
 
-    user_message = "Sorry, that part of the bot had a problem. Everything else still works; please try later."
+    user_message = N_("Sorry, that part of the bot had a problem. Everything else still works; please try later.")

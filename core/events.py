@@ -95,6 +95,7 @@ class IncomingMessage:
     space_id: str | None = None  # the server (Discord guild) the chat belongs to, if any
     user_roles: tuple[str, ...] = ()  # platform role ids (Discord), for admin checks
     nsfw: bool = False  # the channel is marked NSFW (Discord)
+    locale: str | None = None  # the platform's language hint (Telegram language_code, Discord locale)
     images: tuple[ImageRef, ...] = ()  # photos / image attachments the adapter fetched
     media_notice: str = ""  # why an attachment was not taken (too large, not an image…)
     received_at: float = field(default_factory=time.time)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from core.dispatcher import Context, Handler, Middleware
 from core.errors import InputRejected, RateLimited
 from core.ports import Store
+from core.i18n import _
 from core.shared_limits import SharedLimits
 from core.text import normalize_user_text
 
@@ -24,10 +25,10 @@ def limit_input(max_chars: int) -> Middleware:
         normalized = normalize_user_text(ctx.event.text, max_chars)
         if not normalized.text and ctx.event.command is None:
             if ctx.event.addressed_to_bot:
-                raise InputRejected("empty message", user_message="Please send me some text.")
+                raise InputRejected("empty message", user_message=_("Please send me some text."))
             return
         if normalized.truncated:
-            ctx.notices.append(f"(Your message was long, so I only read the first {max_chars} characters.)")
+            ctx.notices.append(ctx.t("(Your message was long, so I only read the first {n} characters.)", n=max_chars))
         ctx.event = dataclasses.replace(ctx.event, text=normalized.text)
         await call_next(ctx)
 

@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import ConfigError, NotFound
+from core.i18n import _, normalize_locale
 from core.settings import describe_validation_error, read_toml
 
 BUNDLED_PERSONAS = Path(__file__).resolve().parent.parent / "personas"
@@ -17,6 +18,16 @@ class ExampleDialogue(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     user: str = Field(min_length=1)
     assistant: str = Field(min_length=1)
+
+
+class PersonaLanguage(BaseModel):
+    """A persona's texts in one more language (``[languages.zh]``); what is left out stays as above."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    description: str = Field("", max_length=300)
+    system_prompt: str = Field("", max_length=8000)
+    greeting: str = Field("", max_length=2000)
+    style: str = ""
 
 
 class Persona(BaseModel):
@@ -33,10 +44,19 @@ class Persona(BaseModel):
     language: str = "en"
     example_dialogues: tuple[ExampleDialogue, ...] = ()
     safety_notes: str = ""
+    languages: dict[str, PersonaLanguage] = Field(default_factory=dict)  # "zh", "en"…: per-language texts
 
     @property
     def title(self) -> str:
         return self.display_name or self.name
+
+    def localized(self, locale: str) -> "Persona":
+        """This persona as a reader of ``locale`` (a catalog locale, e.g. ``zh_Hans``) sees it."""
+        for tag, texts in self.languages.items():
+            if normalize_locale(tag) == locale:
+                given = {name: value for name, value in texts.model_dump().items() if value}
+                return self.model_copy(update=given)
+        return self
 
     def system_text(self, extra: str = "") -> str:
         """The system prompt: persona, then ``extra`` context, then safety notes last.
@@ -88,7 +108,7 @@ class PersonaLibrary:
         except KeyError:
             raise NotFound(
                 f"unknown persona {name!r}",
-                user_message=f"Unknown persona. Available: {', '.join(self.names())}",
+                user_message=_("Unknown persona. Available: {names}", names=", ".join(self.names())),
             ) from None
 
     def __contains__(self, name: str) -> bool:

@@ -142,6 +142,27 @@ def platform_section_names() -> tuple[str, ...]:
     return tuple(_PLATFORM_SECTIONS)
 
 
+class AccessSettings(_Section):
+    """Who may talk to the bot (core/access.py). Empty lists and no pairing: everyone (the default)."""
+
+    users: tuple[str, ...] = ()  # platform-qualified user ids: "telegram:123", "discord:456"
+    chats: tuple[str, ...] = ()  # platform-qualified chat ids: "telegram:-100123", "discord:<channel id>"
+    servers: tuple[str, ...] = ()  # platform-qualified server ids: "discord:<guild id>"
+    pairing: bool = False  # unknown users in DMs get a one-time code; an admin approves it
+    pairing_code_ttl_s: float = Field(3600.0, ge=60, le=30 * 86400)
+
+    @field_validator("users", "chats", "servers")
+    @classmethod
+    def _qualified(cls, ids: tuple[str, ...]) -> tuple[str, ...]:
+        for qualified in ids:
+            split_qualified(qualified)
+        return ids
+
+    @property
+    def restricted(self) -> bool:
+        return bool(self.users or self.chats or self.servers or self.pairing)
+
+
 class PersonaSelection(_Section):
     default: str = "companion"
     dirs: tuple[str, ...] = ()  # extra persona folders; the bundled personas/ always load
@@ -150,12 +171,14 @@ class PersonaSelection(_Section):
 class BotSettings(_Section):
     name: str = Field("personabot", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     description: str = ""
+    language: str = "en"  # the bot's own words when the user and the platform name none (docs/i18n.md)
     admins: tuple[str, ...] = ()  # platform-qualified ids: "telegram:123", "discord:456"
     features: tuple[str, ...] | None = None  # default: every feature of core.bootstrap.FEATURES
     personas: PersonaSelection = PersonaSelection()
     model: ModelSettings = ModelSettings()
     storage: StorageSettings = StorageSettings()
     limits: LimitsSettings = LimitsSettings()
+    access: AccessSettings = AccessSettings()  # allow lists and DM pairing (core/access.py)
     web: WebSettings = WebSettings()  # the operator console (core/web, docs/console.md)
     http: HttpSettings = HttpSettings()  # /healthz /readyz /metrics, off by default (core/http, docs/scaling.md)
     # [console], [telegram], [discord]…: sections registered by the adapters (see PlatformSection).

@@ -18,14 +18,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from core.errors import CommandUsageError, GenerationError
 from core.events import ChatKind, ChatMessage, GenerationParams, GenerationRequest
-from core.plugins import ArgSpec, Job, Plugin, PluginContext, Turn
+from core.plugins import N_, ArgSpec, Job, Plugin, PluginContext, Turn, _, translate
 from plugins.timeparse import TimeParseError, known_zone, next_time_of_day, parse_clock, zone
 
 MAX_LATE_S = 3 * 3600
 DEFAULT_MESSAGES = (
-    "Good to see you again{name}! How are you feeling today?",
-    "Hi{name}! What's one thing you're looking forward to today?",
-    "Hey{name}, checking in: how did you sleep?",
+    N_("Good to see you again{name}! How are you feeling today?"),
+    N_("Hi{name}! What's one thing you're looking forward to today?"),
+    N_("Hey{name}, checking in: how did you sleep?"),
 )
 
 
@@ -60,11 +60,11 @@ def next_run(clock: str, zone_name: str, after: float) -> float:
 
 @plugin.command(
     "daily",
-    "Daily check-in: /daily on 08:30 [time zone], /daily off",
+    N_("Daily check-in: /daily on 08:30 [time zone], /daily off"),
     args=(
-        ArgSpec("action", "on, off or status", choices=("on", "off", "status")),
-        ArgSpec("time", "HH:MM, e.g. 08:30"),
-        ArgSpec("timezone", "e.g. Europe/Paris or Asia/Shanghai"),
+        ArgSpec("action", N_("on, off or status"), choices=("on", "off", "status")),
+        ArgSpec("time", N_("HH:MM, e.g. 08:30")),
+        ArgSpec("timezone", N_("e.g. Europe/Paris or Asia/Shanghai")),
     ),
     private=True,
 )
@@ -74,24 +74,24 @@ async def daily(turn: Turn) -> str:
     current = await storage.get("checkin")
     if action == "status":
         if not current:
-            return "Daily check-ins are off. Send /daily on 08:30 to get one every morning."
-        return f"I check in every day at {current['time']} ({current['timezone']}). /daily off stops it."
+            return turn.t("Daily check-ins are off. Send /daily on 08:30 to get one every morning.")
+        return turn.t("I check in every day at {time} ({zone}). /daily off stops it.", time=current["time"], zone=current["timezone"])
     if action == "off":
         if not current:
-            return "Daily check-ins were already off."
+            return turn.t("Daily check-ins were already off.")
         await turn.plugin.cancel(current["job"])
         await storage.delete("checkin")
-        return "OK, no more daily check-ins."
+        return turn.t("OK, no more daily check-ins.")
     if turn.event.chat_kind is ChatKind.GROUP:
-        raise CommandUsageError("group", user_message="Let's set that up privately: send me /daily on 08:30 in a direct chat.")
+        raise CommandUsageError("group", user_message=_("Let's set that up privately: send me /daily on 08:30 in a direct chat."))
     if len(turn.args) < 2:
-        raise CommandUsageError("no time", user_message="At what time? For example: /daily on 08:30 Europe/Paris")
+        raise CommandUsageError("no time", user_message=_("At what time? For example: /daily on 08:30 Europe/Paris"))
     zone_name = turn.args[2] if len(turn.args) > 2 else _config(turn.plugin).timezone
     try:
         clock = parse_clock(turn.args[1]).strftime("%H:%M")
         first = next_run(clock, zone_name, turn.event.received_at)
     except TimeParseError as exc:
-        raise CommandUsageError(str(exc), user_message=str(exc)) from None
+        raise CommandUsageError(str(exc), user_message=exc.message) from None
     if current:
         await turn.plugin.cancel(current["job"])
     job = await turn.plugin.schedule(
@@ -99,10 +99,10 @@ async def daily(turn: Turn) -> str:
         at=first,
         key=turn.key,
         user=turn.user,
-        payload={"time": clock, "timezone": zone_name, "name": turn.event.user_display_name},
+        payload={"time": clock, "timezone": zone_name, "name": turn.event.user_display_name, "locale": turn.locale},
     )
     await storage.set("checkin", {"time": clock, "timezone": zone_name, "job": job.id, "chat": turn.key.qualified})
-    return f"Done: I'll check in every day at {clock} ({zone_name}). /daily off stops it."
+    return turn.t("Done: I'll check in every day at {time} ({zone}). /daily off stops it.", time=clock, zone=zone_name)
 
 
 async def compose(ctx: PluginContext, job: Job) -> str:
@@ -123,7 +123,7 @@ async def compose(ctx: PluginContext, job: Job) -> str:
             if text:
                 return text
     template = config.messages[int(job.run_at // 86400) % len(config.messages)]
-    return template.replace("{name}", f", {name}" if name else "")
+    return translate(job.payload.get("locale", ""), template).replace("{name}", f", {name}" if name else "")
 
 
 @plugin.job("checkin")

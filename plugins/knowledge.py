@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import CommandUsageError, NotFound
 from core.personas import Persona
-from core.plugins import ArgSpec, Plugin, PluginContext, PromptSection, Turn
+from core.plugins import N_, ArgSpec, Plugin, PluginContext, PromptSection, Turn, _
 from core.prompt import passage_section
 
 SUFFIXES = (".md", ".markdown", ".txt")
@@ -112,7 +112,7 @@ def read_folder(folder: Path, limit: int) -> tuple[list[Passage], list[str]]:
         try:
             text = file.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError:
-            skipped.append(f"{source} (not UTF-8)")
+            skipped.append(f"{source} (not UTF-8)")  # i18n: as is (a file's state, beside its name)
             continue
         except OSError as exc:
             skipped.append(f"{source} ({exc.strerror or type(exc).__name__})")
@@ -170,18 +170,18 @@ async def reference(turn: Turn, persona: Persona) -> list[PromptSection]:
     return [PromptSection(s.text, priority=s.priority, kind=s.kind) for s in sections]
 
 
-@plugin.command("kb", "Search the help articles", args=(
-    ArgSpec("action", "search", required=True, choices=("search",)),
-    ArgSpec("query", "what to look for", required=True, rest=True),
+@plugin.command("kb", N_("Search the help articles"), args=(
+    ArgSpec("action", N_("search"), required=True, choices=("search",)),
+    ArgSpec("query", N_("what to look for"), required=True, rest=True),
 ))
 async def kb_search(turn: Turn) -> str:
     query = turn.args[1].strip()
     if not query:
-        raise CommandUsageError("empty query", user_message="Usage: /kb search QUERY")
+        raise CommandUsageError("empty query", user_message=_("Usage: /kb search QUERY"))
     found = await search(turn.plugin, query, 5, _config(turn.plugin).min_score)
     if not found:
-        return f"Nothing in the help articles matches “{query}”."
-    lines = [f"Help articles for “{query}”:"]
+        return turn.t("Nothing in the help articles matches “{query}”.", query=query)
+    lines = [turn.t("Help articles for “{query}”:", query=query)]
     for score, passage in found:
         snippet = " ".join(passage.text.split())
         snippet = snippet if len(snippet) <= 160 else snippet[:159] + "…"
@@ -189,18 +189,18 @@ async def kb_search(turn: Turn) -> str:
     return "\n".join(lines)
 
 
-@plugin.command("kb", "Re-read the knowledge folder", admin=True, args=(
-    ArgSpec("action", "reload", required=True, choices=("reload",)),
+@plugin.command("kb", N_("Re-read the knowledge folder"), admin=True, args=(
+    ArgSpec("action", N_("reload"), required=True, choices=("reload",)),
 ))
 async def kb_reload(turn: Turn) -> str:
     try:
         index = await build_index(turn.plugin)
     except FileNotFoundError as exc:
-        raise NotFound(str(exc), user_message=f"Reload failed: {exc}. The articles loaded before stay in use.") from None
+        raise NotFound(str(exc), user_message=_("Reload failed: {error}. The articles loaded before stay in use.", error=str(exc))) from None
     turn.plugin.state["index"] = index
-    skipped = f" Skipped: {', '.join(index.skipped)}." if index.skipped else ""
+    skipped = " " + turn.t("Skipped: {files}.", files=", ".join(index.skipped)) if index.skipped else ""
     files = len({passage.source for passage in index.passages})
-    return f"Reloaded the knowledge base: {files} documents, {len(index.passages)} passages.{skipped}"
+    return turn.t("Reloaded the knowledge base: {files} documents, {passages} passages.", files=files, passages=len(index.passages)) + skipped
 
 
 @plugin.tool("knowledge_search", "Search the help articles; returns passages with their sources (cite them).")

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from core.errors import CommandUsageError, ConfigError, NotFound
 from core.events import ChatKind
 from core.catalog import CatalogItem
-from core.plugins import CONTINUE, ArgSpec, Plugin, PluginContext, Turn, predicate, smoothed_similarity
+from core.plugins import CONTINUE, N_, ArgSpec, Plugin, PluginContext, Turn, _, predicate, smoothed_similarity
 from core.settings import describe_validation_error, read_toml
 
 BUNDLED_LESSONS = Path(__file__).resolve().with_name("lessons.toml")
@@ -147,7 +147,7 @@ async def next_lesson(turn: Turn) -> str:
     progress = await _progress(ctx, turn)
     remaining = [lesson for lesson in _lessons(ctx).values() if lesson.id not in progress["completed"]]
     if not remaining:
-        return "You have finished every lesson. Well done! 🎉"
+        return turn.t("You have finished every lesson. Well done! 🎉")
     level = min(lesson.level for lesson in remaining)
     candidates = [lesson for lesson in remaining if lesson.level == level]
     interest = await ctx.interest(turn.user)
@@ -156,13 +156,13 @@ async def next_lesson(turn: Turn) -> str:
     lesson = candidates[best]
     progress.update(current=lesson.id, question=None)
     await ctx.storage.user(turn.user).set("progress", progress)
-    why = f" — picked for your interests (match {scores[best]:.2f})" if scores[best] > 0 else ""
-    quiz = "\n\nWhen you're ready, send /lesson quiz." if lesson.quiz else "\n\nSend /lesson next to go on."
+    why = " — " + turn.t("picked for your interests (match {score})", score=f"{scores[best]:.2f}") if scores[best] > 0 else ""
+    quiz = "\n\n" + (turn.t("When you're ready, send /lesson quiz.") if lesson.quiz else turn.t("Send /lesson next to go on."))
     if not lesson.quiz:
         progress["completed"].append(lesson.id)
         progress["current"] = None
         await ctx.storage.user(turn.user).set("progress", progress)
-    return f"📘 {lesson.title} (level {lesson.level}){why}\n\n{lesson.text}{quiz}"
+    return f"📘 {lesson.title} ({turn.t('level {level}', level=lesson.level)}){why}\n\n{lesson.text}{quiz}"
 
 
 async def ask(turn: Turn) -> str:
@@ -170,16 +170,19 @@ async def ask(turn: Turn) -> str:
     progress = await _progress(ctx, turn)
     lesson = _lessons(ctx).get(progress["current"] or "")
     if lesson is None:
-        raise NotFound("no current lesson", user_message="Start a lesson first: /lesson next")
+        raise NotFound("no current lesson", user_message=_("Start a lesson first: /lesson next"))
     index = progress["question"] if progress["question"] is not None else 0
     progress["question"] = index
     await ctx.storage.user(turn.user).set("progress", progress)
-    return _question_text(lesson, index)
+    return _question_text(turn, lesson, index)
 
 
-def _question_text(lesson: Lesson, index: int) -> str:
+def _question_text(turn: Turn, lesson: Lesson, index: int) -> str:
     question = lesson.quiz[index]
-    return f"Question {index + 1}/{len(lesson.quiz)}: {question.question}\n(Reply with your answer.)"
+    return turn.t(
+        "Question {number}/{total}: {question}\n(Reply with your answer.)",
+        number=index + 1, total=len(lesson.quiz), question=question.question,
+    )
 
 
 async def check(turn: Turn, answer: str) -> str:
@@ -188,30 +191,30 @@ async def check(turn: Turn, answer: str) -> str:
     lesson = _lessons(ctx).get(progress["current"] or "")
     index = progress["question"]
     if lesson is None or index is None or index >= len(lesson.quiz):
-        raise NotFound("no question", user_message="No question is waiting. Send /lesson quiz for one.")
+        raise NotFound("no question", user_message=_("No question is waiting. Send /lesson quiz for one."))
     question = lesson.quiz[index]
     correct = is_correct(answer, question.answers)
     progress["answered"] += 1
     progress["correct"] += int(correct)
-    verdict = "✅ Correct!" if correct else f"❌ Not quite: the answer is {question.answers[0]}."
+    verdict = turn.t("✅ Correct!") if correct else turn.t("❌ Not quite: the answer is {answer}.", answer=question.answers[0])
     if question.explanation:
         verdict += f" {question.explanation}"
     if index + 1 < len(lesson.quiz):
         progress["question"] = index + 1
-        follow = "\n\n" + _question_text(lesson, index + 1)
+        follow = "\n\n" + _question_text(turn, lesson, index + 1)
     else:
         progress.update(question=None, current=None)
         progress["completed"] = sorted(set(progress["completed"]) | {lesson.id})
-        follow = f"\n\nLesson “{lesson.title}” complete! Send /lesson next for the next one."
+        follow = "\n\n" + turn.t("Lesson “{title}” complete! Send /lesson next for the next one.", title=lesson.title)
     await ctx.storage.user(turn.user).set("progress", progress)
     return verdict + follow
 
 
 async def show_list(turn: Turn) -> str:
     done = set((await _progress(turn.plugin, turn))["completed"])
-    lines = ["Lessons:"]
+    lines = [turn.t("Lessons:")]
     lines += [
-        f"{'✓' if lesson.id in done else '·'} {lesson.title} (level {lesson.level})"
+        f"{'✓' if lesson.id in done else '·'} {lesson.title} ({turn.t('level {level}', level=lesson.level)})"
         for lesson in _lessons(turn.plugin).values()
     ]
     return "\n".join(lines)
@@ -221,27 +224,27 @@ async def show_progress(turn: Turn) -> str:
     progress = await _progress(turn.plugin, turn)
     total = len(_lessons(turn.plugin))
     current = _lessons(turn.plugin).get(progress["current"] or "")
-    lines = [f"Lessons finished: {len(progress['completed'])}/{total}."]
+    lines = [turn.t("Lessons finished: {done}/{total}.", done=len(progress["completed"]), total=total)]
     if progress["answered"]:
-        lines.append(f"Quiz answers: {progress['correct']}/{progress['answered']} correct.")
+        lines.append(turn.t("Quiz answers: {correct}/{answered} correct.", correct=progress["correct"], answered=progress["answered"]))
     if current:
-        lines.append(f"Current lesson: {current.title}.")
+        lines.append(turn.t("Current lesson: {title}.", title=current.title))
     return " ".join(lines)
 
 
 @plugin.command(
     "lesson",
-    "Lessons: next, quiz, answer, list, progress",
+    N_("Lessons: next, quiz, answer, list, progress"),
     args=(
-        ArgSpec("action", "what to do", choices=ACTIONS),
-        ArgSpec("answer", "your answer (with 'answer')", rest=True),
+        ArgSpec("action", N_("what to do"), choices=ACTIONS),
+        ArgSpec("answer", N_("your answer (with 'answer')"), rest=True),
     ),
 )
 async def lesson_command(turn: Turn) -> str:
     action = turn.args[0].lower() if turn.args else "progress"
     if action == "answer":
         if len(turn.args) < 2:
-            raise CommandUsageError("no answer", user_message="Usage: /lesson answer YOUR_ANSWER")
+            raise CommandUsageError("no answer", user_message=_("Usage: /lesson answer YOUR_ANSWER"))
         return await check(turn, turn.args[1])
     handlers = {"next": next_lesson, "quiz": ask, "list": show_list, "progress": show_progress}
     return await handlers[action](turn)

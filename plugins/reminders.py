@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from core.errors import CommandUsageError, NotFound
 from core.events import ChatKind
-from core.plugins import ArgSpec, Job, Plugin, PluginContext, Turn, regex
+from core.plugins import N_, ArgSpec, Job, Plugin, PluginContext, Turn, _, _n, regex, translate
 from plugins.timeparse import TimeParseError, known_zone, parse_reminder, zone
 
 
@@ -48,12 +48,12 @@ def _local(ctx: PluginContext, when: float) -> str:
     return datetime.fromtimestamp(when, zone(_config(ctx).timezone)).strftime("%Y-%m-%d %H:%M %Z")
 
 
-def _in(seconds: float) -> str:
+def _in(turn: Turn, seconds: float) -> str:
     minutes = max(round(seconds / 60), 1)
     if minutes < 120:
-        return f"in {minutes} min"
+        return turn.t("in {n} min", n=minutes)
     hours = round(minutes / 60)
-    return f"in {hours} h" if hours < 48 else f"in {round(hours / 24)} days"
+    return turn.t("in {n} h", n=hours) if hours < 48 else turn.nt("in {n} day", "in {n} days", round(hours / 24))
 
 
 async def create(turn: Turn, request_text: str) -> str:
@@ -63,12 +63,17 @@ async def create(turn: Turn, request_text: str) -> str:
     try:
         request = parse_reminder(request_text, now)
     except TimeParseError as exc:
-        raise CommandUsageError(f"unparseable reminder {request_text!r}", user_message=str(exc)) from None
+        raise CommandUsageError(f"unparseable reminder {request_text!r}", user_message=exc.message) from None
     if (request.when - now).total_seconds() > config.max_days_ahead * 86400:
-        raise CommandUsageError("too far ahead", user_message=f"I can remember up to {config.max_days_ahead} days ahead.")
+        raise CommandUsageError("too far ahead", user_message=_n("I can remember up to {n} day ahead.", "I can remember up to {n} days ahead.", config.max_days_ahead))
     if len(await ctx.jobs(user=turn.user, name="remind")) >= config.max_per_user:
         raise CommandUsageError(
-            "too many reminders", user_message=f"You have {config.max_per_user} reminders already; /remind cancel one first."
+            "too many reminders",
+            user_message=_n(
+                "You have {n} reminder already; /remind cancel one first.",
+                "You have {n} reminders already; /remind cancel one first.",
+                config.max_per_user,
+            ),
         )
     text = request.text[: config.max_text_chars]
     job = await ctx.schedule(
@@ -80,9 +85,13 @@ async def create(turn: Turn, request_text: str) -> str:
             "text": text,
             "name": turn.event.user_display_name,
             "group": turn.event.chat_kind is ChatKind.GROUP,
+            "locale": turn.locale,
         },
     )
-    return f"OK, I'll remind you {_in(job.run_at - now.timestamp())} ({_local(ctx, job.run_at)}): {text} — #{job.id}"
+    return turn.t(
+        "OK, I'll remind you {when} ({at}): {text} — #{id}",
+        when=_in(turn, job.run_at - now.timestamp()), at=_local(ctx, job.run_at), text=text, id=job.id,
+    )
 
 
 @plugin.on_message(regex(r"^\s*(?:@\S+[\s,]+)?(?:please\s+|can you\s+|could you\s+)?remind me\b|提醒我"))
@@ -92,8 +101,8 @@ async def remind_from_chat(turn: Turn) -> str:
 
 @plugin.command(
     "remind",
-    "Set, list or cancel reminders",
-    args=(ArgSpec("request", "list | cancel ID | in 20 minutes to …", required=True, rest=True),),
+    N_("Set, list or cancel reminders"),
+    args=(ArgSpec("request", N_("list | cancel ID | in 20 minutes to …"), required=True, rest=True),),
 )
 async def remind_command(turn: Turn) -> str:
     words = turn.args[0].split() if turn.args else []
@@ -102,7 +111,7 @@ async def remind_command(turn: Turn) -> str:
         return await list_reminders(turn)
     if action == "cancel":
         if len(words) != 2 or not words[1].lstrip("#").isdigit():
-            raise CommandUsageError("bad cancel", user_message="Usage: /remind cancel ID (see /remind list)")
+            raise CommandUsageError("bad cancel", user_message=_("Usage: /remind cancel ID (see /remind list)"))
         return await cancel(turn, int(words[1].lstrip("#")))
     return await create(turn, turn.args[0])
 
@@ -111,8 +120,8 @@ async def list_reminders(turn: Turn) -> str:
     ctx = turn.plugin
     jobs = await ctx.jobs(user=turn.user, name="remind")
     if not jobs:
-        return "You have no reminders. Say “remind me in 20 minutes to stretch”."
-    lines = ["Your reminders:"]
+        return turn.t("You have no reminders. Say “remind me in 20 minutes to stretch”.")
+    lines = [turn.t("Your reminders:")]
     lines += [f"#{job.id} {_local(ctx, job.run_at)} — {job.payload.get('text', '')}" for job in jobs]
     return "\n".join(lines)
 
@@ -124,9 +133,9 @@ async def cancel(turn: Turn, job_id: int) -> str:
     except NotFound:
         job = None
     if job is None or job.user_id != turn.user.qualified or job.name != "remind":
-        raise NotFound(f"no reminder {job_id} of {turn.user}", user_message=f"You have no reminder #{job_id}.")
+        raise NotFound(f"no reminder {job_id} of {turn.user}", user_message=_("You have no reminder #{id}.", id=job_id))
     await ctx.cancel(job_id)
-    return f"Cancelled reminder #{job_id}: {job.payload.get('text', '')}"
+    return turn.t("Cancelled reminder #{id}: {text}", id=job_id, text=job.payload.get("text", ""))
 
 
 @plugin.job("remind")
@@ -135,7 +144,11 @@ async def deliver(ctx: PluginContext, job: Job) -> None:
         return
     text = job.payload.get("text", "")
     name = job.payload.get("name") or ""
-    heading = f"⏰ Reminder for {name}" if job.payload.get("group") and name else "⏰ Reminder"
+    locale = job.payload.get("locale", "")  # the user's language when they asked (older jobs: none)
+    if job.payload.get("group") and name:
+        heading = translate(locale, "⏰ Reminder for {name}", name=name)
+    else:
+        heading = translate(locale, "⏰ Reminder")
     await ctx.send(job.key, f"{heading}: {text}")
 
 

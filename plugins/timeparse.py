@@ -15,11 +15,17 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 
-EXAMPLES = "Try: “remind me in 20 minutes to stretch”, “remind me at 17:30 to call Bob” or “20分钟后提醒我喝水”."
+from core.plugins import N_, _
+
+EXAMPLES = N_("Try: “remind me in 20 minutes to stretch”, “remind me at 17:30 to call Bob” or “20分钟后提醒我喝水”.")
 
 
 class TimeParseError(ValueError):
-    """The message says what to fix; it is shown to the user as is."""
+    """The message says what to fix; ``message`` is shown to the user (in their language)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +88,7 @@ def chinese_number(text: str) -> int:
             total += (current or 1) * 100
             current = 0
         else:
-            raise TimeParseError(f"I couldn't read the number {text!r}. {EXAMPLES}")
+            raise TimeParseError(_("I couldn't read the number '{text}'. {examples}", text=text, examples=_(EXAMPLES)))
     return total + current
 
 
@@ -90,7 +96,7 @@ def parse_clock(text: str) -> time:
     """``"08:30"``, ``"8:30pm"``, ``"9am"``, ``"21"`` → a time of day. Raises TimeParseError."""
     found = re.fullmatch(_EN_CLOCK, text.strip(), re.I)
     if not found:
-        raise TimeParseError(f"I couldn't read the time {text!r}; use HH:MM, e.g. 08:30 or 9pm.")
+        raise TimeParseError(_("I couldn't read the time '{text}'; use HH:MM, e.g. 08:30 or 9pm.", text=text))
     return _clock(found.group("hour"), found.group("minute"), found.group("ampm"))
 
 
@@ -98,10 +104,10 @@ def _clock(hour_text: str, minute_text: str | None, ampm: str | None) -> time:
     hour, minute = int(hour_text), int(minute_text or 0)
     if ampm:
         if not 1 <= hour <= 12:
-            raise TimeParseError(f"{hour}{ampm} is not a time of day.")
+            raise TimeParseError(_("{time} is not a time of day.", time=f"{hour}{ampm}"))
         hour = hour % 12 + (12 if ampm.lower().startswith("p") else 0)
     if not (0 <= hour <= 23 and 0 <= minute <= 59):
-        raise TimeParseError(f"{hour_text}:{minute_text or '00'} is not a time of day.")
+        raise TimeParseError(_("{time} is not a time of day.", time=f"{hour_text}:{minute_text or '00'}"))
     return time(hour, minute)
 
 
@@ -130,7 +136,7 @@ def _seconds(span: str) -> float:
 def _cn_seconds(span: str) -> float:
     found = re.fullmatch(rf"(?P<n>{_CN_NUMBER}|半)\s*(?P<unit>个?(?:秒钟|秒|分钟|分|小时|钟头|天|星期|周))(?P<half>半)?", span)
     if not found:
-        raise TimeParseError(f"I couldn't read {span!r}. {EXAMPLES}")
+        raise TimeParseError(_("I couldn't read '{text}'. {examples}", text=span, examples=_(EXAMPLES)))
     value = 0.5 if found.group("n") == "半" else float(chinese_number(found.group("n")))
     if found.group("half"):
         value += 0.5
@@ -166,12 +172,12 @@ def parse_reminder(message: str, now: datetime) -> ReminderRequest:
             when, text = result
             break
     if when is None:
-        raise TimeParseError(f"I couldn't tell when to remind you. {EXAMPLES}")
+        raise TimeParseError(_("I couldn't tell when to remind you. {examples}", examples=_(EXAMPLES)))
     what = _EN_FILLER.sub("", text.strip(_TRIM)).strip(_TRIM)
     if not what:
-        raise TimeParseError("What should I remind you about? Add it after the time, e.g. “… to stretch”.")
+        raise TimeParseError(_("What should I remind you about? Add it after the time, e.g. “… to stretch”."))
     if when <= now:
-        raise TimeParseError(f"That time ({when:%Y-%m-%d %H:%M}) has already passed. {EXAMPLES}")
+        raise TimeParseError(_("That time ({when}) has already passed. {examples}", when=f"{when:%Y-%m-%d %H:%M}", examples=_(EXAMPLES)))
     return ReminderRequest(when, what)
 
 
@@ -179,13 +185,13 @@ def _english(text: str, now: datetime) -> tuple[datetime, str] | None:
     if found := _EN_RELATIVE.search(text):
         seconds = _seconds(found.group("span"))
         if seconds <= 0:
-            raise TimeParseError(f"“in {found.group('span')}” is not in the future. {EXAMPLES}")
+            raise TimeParseError(_("“in {span}” is not in the future. {examples}", span=found.group("span"), examples=_(EXAMPLES)))
         return now + timedelta(seconds=seconds), _remove(text, found)
     if found := _EN_DATE.search(text):
         try:
             day = date.fromisoformat(found.group("date"))
         except ValueError:
-            raise TimeParseError(f"{found.group('date')} is not a date.") from None
+            raise TimeParseError(_("{date} is not a date.", date=found.group("date"))) from None
         at = _clock(found.group("hour"), found.group("minute"), found.group("ampm")) if found.group("hour") else time(9)
         return next_time_of_day(now, at, day), _remove(text, found)
     if found := _EN_DAY.search(text):
@@ -212,7 +218,7 @@ def _chinese(text: str, now: datetime) -> tuple[datetime, str] | None:
         hour = _cn_hour(found.group("period"), chinese_number(found.group("hour")))
         minute = 30 if found.group("half") else chinese_number(found.group("minute")) if found.group("minute") else 0
         if not (0 <= hour <= 23 and 0 <= minute <= 59):
-            raise TimeParseError(f"{found.group(0)} is not a time of day.")
+            raise TimeParseError(_("{time} is not a time of day.", time=found.group(0)))
         rest = _remove(text, found)
         day_word = found.group("day")
         if not day_word and (day_found := _CN_DAY_ONLY.search(rest)):
@@ -238,4 +244,4 @@ def zone(name: str) -> tzinfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise TimeParseError(f"Unknown time zone {name!r}; use a name like Europe/Paris or Asia/Shanghai.") from None
+        raise TimeParseError(_("Unknown time zone '{name}'; use a name like Europe/Paris or Asia/Shanghai.", name=name)) from None

@@ -5,6 +5,9 @@ of one ``/admin`` group with ``default_permissions(manage_guild=True)``. Server 
 can override default permissions, so that only hides the group: the authorization
 itself is the core's ``require_admin`` filter (admins ``discord:<id>`` or a role in
 ``admin_roles``), which every invocation passes through ``Dispatcher.feed``.
+
+Descriptions are ``locale_str`` msgids; :class:`CatalogTranslator` gives Discord their
+``description_localizations`` from the catalogs (core/i18n.py) when the tree is synced.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from discord import app_commands
 from core.commands import ADMIN_GROUP, CommandRegistry, CommandSpec
 from core.errors import ConfigError, PersonabotError, PlatformError
 from core.events import CommandCall
+from core.i18n import N_, SOURCE_LOCALE, choose_locale, normalize_locale, t
 
 from adapters.discord.convert import interaction_event
 from adapters.discord.outbox import InteractionOutbox
@@ -35,8 +39,21 @@ log = logging.getLogger(__name__)
 
 Invoke = Callable[[discord.Interaction, CommandSpec, Sequence[Optional[str]]], Awaitable[None]]
 
-ADMIN_DESCRIPTION = "Bot administration (bot admins only)"
-STALE_COMMAND = "This command changed since it was published. Ask the bot's operator to run `personabot discord sync`."
+ADMIN_DESCRIPTION = N_("Bot administration (bot admins only)")
+STALE_COMMAND = N_("This command changed since it was published. Ask the bot's operator to run `personabot discord sync`.")
+
+
+class CatalogTranslator(app_commands.Translator):
+    """Discord's localizations of our descriptions, for each Discord locale we have a catalog of."""
+
+    async def translate(
+        self, string: app_commands.locale_str, locale: discord.Locale, context: app_commands.TranslationContextTypes
+    ) -> str | None:
+        ours = normalize_locale(locale.value)
+        if ours is None or ours == SOURCE_LOCALE:
+            return None
+        text = t(ours, string.message)
+        return text[:100] if text != string.message else None
 
 
 def _identifier(name: str) -> str:
@@ -64,7 +81,7 @@ def spec_command(spec: CommandSpec, invoke: Invoke) -> app_commands.Command:
         ]
     )
     if params:
-        app_commands.describe(**{ident: (arg.description or arg.name)[:100] for arg, ident in params})(callback)
+        app_commands.describe(**{ident: app_commands.locale_str((arg.description or arg.name)[:100]) for arg, ident in params})(callback)
     renames = {ident: arg.name for arg, ident in params if ident != arg.name}
     if renames:
         app_commands.rename(**renames)(callback)
@@ -75,7 +92,7 @@ def spec_command(spec: CommandSpec, invoke: Invoke) -> app_commands.Command:
     }
     if choices:
         app_commands.choices(**choices)(callback)
-    return app_commands.Command(name=spec.name, description=spec.description, callback=callback)
+    return app_commands.Command(name=spec.name, description=app_commands.locale_str(spec.description), callback=callback)
 
 
 def build_commands(registry: CommandRegistry, invoke: Invoke) -> list[app_commands.Command | app_commands.Group]:
@@ -86,7 +103,7 @@ def build_commands(registry: CommandRegistry, invoke: Invoke) -> list[app_comman
     admin_specs = registry.admin_commands()
     if admin_specs:
         group = app_commands.Group(
-            name=ADMIN_GROUP, description=ADMIN_DESCRIPTION, default_permissions=discord.Permissions(manage_guild=True)
+            name=ADMIN_GROUP, description=app_commands.locale_str(ADMIN_DESCRIPTION), default_permissions=discord.Permissions(manage_guild=True)
         )
         for spec in admin_specs:
             try:
@@ -163,6 +180,7 @@ class CoreCommandTree(app_commands.CommandTree):
         else:
             log.error("slash command failed", exc_info=error)
             text = PersonabotError.user_message
+        text = t(choose_locale([str(interaction.locale.value), self.app.dispatcher.locale]), text)
         try:
             if interaction.response.is_done():
                 await interaction.followup.send(text, ephemeral=True)
@@ -180,6 +198,8 @@ async def sync_commands(
     Returns how many commands each target now has. Raises ConfigError for a guild the
     bot may not publish to, PlatformError for other failures. The tree is unchanged after.
     """
+    if tree.translator is None:
+        await tree.set_translator(CatalogTranslator())
     published: dict[str, int] = {}
     for guild_id in guilds:
         guild = discord.Object(id=int(guild_id))

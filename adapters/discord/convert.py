@@ -120,4 +120,5 @@ def interaction_event(interaction: discord.Interaction, call: CommandCall) -> In
         space_id=str(interaction.guild_id) if interaction.guild_id is not None else None,
         user_roles=role_ids(user),
         nsfw=is_nsfw(channel),
+        locale=str(getattr(interaction.locale, "value", interaction.locale) or "") or None,
     )

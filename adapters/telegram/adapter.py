@@ -49,6 +49,7 @@ from core.runtime import Runtime
 from core.dispatcher import Context
 from core.errors import ConfigError, PlatformError
 from core.events import ChatKind, IncomingMessage, UserRef
+from core.i18n import choose_locale, t
 from core.records import StoredMessage
 from core.settings import BotSettings
 
@@ -104,7 +105,7 @@ class TelegramAdapter:
                 return
             await self.application.initialize()
             self._aliases = command_aliases(self.app.commands)
-            await publish_commands(self.application.bot, self.app.commands, self.app.settings.all_admins())
+            await publish_commands(self.application.bot, self.app.commands, self.app.settings.all_admins(), self.app.dispatcher.locale)
             await self.application.start()
             self._register_job_outbox()
             await self.start_recovery()
@@ -236,8 +237,10 @@ class TelegramAdapter:
         store = self.app.store
         if await self.app.is_banned(ignored.user.qualified) or not await store.record_event(ignored.event_id):
             return
+        language = (await store.get_profile(ignored.user.qualified)).preferences.get("language")
+        locale = choose_locale([language, ignored.locale, self.app.dispatcher.locale])
         try:
-            await self.application.bot.send_message(ignored.chat_id, ignored.notice)
+            await self.application.bot.send_message(ignored.chat_id, t(locale, ignored.notice))
         except TelegramError as error:
             log.info("could not send the text-only notice to %s: %s", ignored.user, error)
 

@@ -24,9 +24,10 @@ from telegram.constants import ChatType
 
 from core.commands import parse_command_text
 from core.events import ChatKind, CommandCall, ConversationKey, IncomingMessage, UserRef
+from core.i18n import N_
 
 PLATFORM = "telegram"
-TEXT_ONLY_NOTICE = "I read text only. Please send me your message as text."
+TEXT_ONLY_NOTICE = N_("I read text only. Please send me your message as text.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +40,14 @@ class BotIdentity:
 
 @dataclass(frozen=True, slots=True)
 class Ignored:
-    """An update the bot does not process; ``notice`` is what to tell the sender, if anything."""
+    """An update the bot does not process; ``notice`` (a msgid) is what to tell the sender, if anything."""
 
     reason: str
     notice: str | None = None
     event_id: str | None = None
     user: UserRef | None = None
     chat_id: int | None = None
+    locale: str | None = None  # the sender's language_code, for the notice
 
 
 def event_id_for(update_id: int, bot_id: int) -> str:
@@ -143,7 +145,7 @@ def update_to_event(
     if message.text is None:
         media = message.effective_attachment is not None
         notice = TEXT_ONLY_NOTICE if private and media else None
-        return Ignored("not a text message", notice=notice, event_id=event_id, user=user, chat_id=chat.id)
+        return Ignored("not a text message", notice=notice, event_id=event_id, user=user, chat_id=chat.id, locale=sender.language_code)
 
     command = _command_for_us(message.text, me, command_aliases or {})
     if command is False:
@@ -167,4 +169,5 @@ def update_to_event(
         message_id=str(message.message_id),
         user_display_name=sender.full_name,
         addressed_to_bot=addressed,
+        locale=sender.language_code,
     )

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.errors import PluginError
+from core.i18n import _
 from core.ports import Store
 from core.seams import UserDataHolder
 
@@ -98,7 +99,7 @@ async def forget_user_data(
     if failures:
         raise PluginError(
             "forget: the core data was deleted, but not all plugin data: " + "; ".join(map(str, failures)),
-            user_message=(
+            user_message=_(
                 "I deleted your messages, profile and memories, but some data kept by the bot's add-ons "
                 "could not be deleted yet; the operator was told. Send /forget again later to retry."
             ),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import unicodedata
 
 from core.errors import CommandUsageError
+from core.i18n import N_, _
 from core.prompt import PromptSection
 from core.records import Profile
 
@@ -63,11 +64,11 @@ PRIVACY_SETTINGS = {"memory": "memory", "groups": "memories_in_groups", "trainin
 
 def normalize_language(value: str) -> str:
     wanted = unicodedata.normalize("NFKC", value).strip().casefold()
-    for code, (_, aliases) in LANGUAGES.items():
+    for code, (_name, aliases) in LANGUAGES.items():
         if wanted == code or wanted in aliases:
             return code
     codes = ", ".join(LANGUAGES)
-    raise CommandUsageError(f"unknown language {value!r}", user_message=f"Unknown language. Choose one of: {codes}")
+    raise CommandUsageError(f"unknown language {value!r}", user_message=_("Unknown language. Choose one of: {codes}", codes=codes))
 
 
 def validate_name(value: str) -> str:
@@ -78,7 +79,7 @@ def validate_name(value: str) -> str:
     if not ok:
         raise CommandUsageError(
             f"bad name {value!r}",
-            user_message=f"A name is 1 to {MAX_NAME_CHARS} letters (spaces, ' - . allowed).",
+            user_message=_("A name is 1 to {most} letters (spaces, ' - . allowed).", most=MAX_NAME_CHARS),
         )
     return name
 
@@ -91,16 +92,16 @@ def validate_preference(field: str, value: str) -> str:
         return normalize_language(value)
     table = {"length": LENGTHS, "tone": TONES}.get(field)
     if table is None:
-        raise CommandUsageError(f"unknown field {field!r}", user_message=f"Fields: {', '.join(FIELDS)}")
+        raise CommandUsageError(f"unknown field {field!r}", user_message=_("Fields: {fields}", fields=", ".join(FIELDS)))
     choice = value.strip().casefold()
     if choice not in table:
-        raise CommandUsageError(f"bad {field} {value!r}", user_message=f"{field} must be one of: {', '.join(table)}")
+        raise CommandUsageError(f"bad {field} {value!r}", user_message=_("{name} must be one of: {choices}", name=field, choices=", ".join(table)))
     return choice
 
 
 def describe_preference(field: str, value: str | None) -> str:
     if not value:
-        return "not set"
+        return N_("not set")
     if field == "language":
         return LANGUAGES.get(value, (value, ()))[0]
     return value
@@ -116,14 +117,14 @@ def preference_sections(preferences: dict[str, str]) -> list[PromptSection]:
     lines = []
     language = preferences.get("language")
     if language in LANGUAGES:
-        lines.append(f"Reply in {LANGUAGES[language][0]}, whatever language the user writes in.")
+        lines.append(f"Reply in {LANGUAGES[language][0]}, whatever language the user writes in.")  # i18n: as is (the model reads it)
     if preferences.get("length") in LENGTHS:
         lines.append(LENGTHS[preferences["length"]])
     if preferences.get("tone") in TONES:
         lines.append(TONES[preferences["tone"]])
     name = preferences.get("name")
     if name:
-        lines.append("The user told you the name they want to be called by; use it.")
+        lines.append("The user told you the name they want to be called by; use it.")  # i18n: as is (the model reads it)
     sections = [PromptSection("User preferences:\n" + "\n".join(lines), trusted=True)] if lines else []
     if name:
         sections.append(PromptSection(f"Please call me {name}.", priority=1000))

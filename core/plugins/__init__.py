@@ -12,6 +12,8 @@
 from core.commands import ArgSpec
 from core.plugins.api import CONTINUE, Job, Plugin, Trigger, Turn, keyword, predicate, regex
 from core.catalog import CatalogItem
+from core.i18n import N_, _, _n
+from core.i18n import t as translate
 from core.plugins.context import PluginContext, PluginStorage
 from core.plugins.feature import setup_plugins
 from core.plugins.manager import PluginManager, PluginStatus
@@ -20,6 +22,9 @@ from core.prompt import PromptSection
 
 __all__ = [
     "CONTINUE",
+    "N_",
+    "_",
+    "_n",
     "ArgSpec",
     "CatalogItem",
     "Job",
@@ -34,6 +39,7 @@ __all__ = [
     "keyword",
     "predicate",
     "regex",
+    "translate",
     "smoothed_similarity",
     "setup_plugins",
 ]

@@ -404,5 +404,17 @@ class Turn:
         """Per-message data shared by this plugin's hooks (e.g. a contributor and a reply filter)."""
         return self._ctx.state.setdefault(f"plugin:{self.plugin.name}", {})
 
+    @property
+    def locale(self) -> str:
+        """The reader's language (core/i18n.py): their /profile choice, the platform's hint, the bot's."""
+        return self._ctx.locale
+
+    def t(self, message: str, **kwargs: Any) -> str:
+        """``message`` in the reader's language (bundled catalogs; unknown text passes unchanged)."""
+        return self._ctx.t(message, **kwargs)
+
+    def nt(self, singular: str, plural: str, n: int, **kwargs: Any) -> str:
+        return self._ctx.nt(singular, plural, n, **kwargs)
+
     async def reply(self, answer: Reply | str, *, private: bool = False) -> SentMessage:
         return await self._ctx.reply(answer, private=private)

@@ -12,16 +12,17 @@ from typing import Any
 
 from core.commands import CommandSpec
 from core.dispatcher import Context
+from core.i18n import N_
 from core.plugins.manager import PluginManager
 from core.runtime import Runtime
 
 
 def admin_plugins_command(manager: PluginManager) -> CommandSpec:
     async def admin_plugins(ctx: Context, args: tuple[str, ...]) -> str:
-        return describe_plugins(manager)
+        return describe_plugins(manager) or ctx.t("No plugins are enabled.")
 
     return CommandSpec(
-        "plugins", "List the bot's plugins and their state", admin_plugins, admin_only=True, private=True, owner="plugins"
+        "plugins", N_("List the bot's plugins and their state"), admin_plugins, admin_only=True, private=True, owner="plugins"
     )
 
 
@@ -37,7 +38,7 @@ def describe_plugins(manager: PluginManager) -> str:
         if loaded and loaded.failures:
             line += f" — {loaded.failures} failure(s) since start, see the log"
         lines.append(line)
-    return "\n".join(lines) or "No plugins are enabled."
+    return "\n".join(lines)
 
 
 class PluginUserData:

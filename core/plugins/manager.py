@@ -25,6 +25,7 @@ from typing import Any
 
 from core.dispatcher import Context, Handler
 from core.errors import ConfigError, NotFound, PluginError
+from core.i18n import _
 from core.events import ConversationKey, Reply, SentMessage
 from core.plugins.api import Plugin
 from core.plugins.context import PluginContext
@@ -247,6 +248,6 @@ class PluginManager:
         if failed:
             raise PluginError(
                 f"forget_user: plugins {', '.join(failed)} failed",
-                user_message="Some of your data could not be deleted yet; the operator was told. Please try again later.",
+                user_message=_("Some of your data could not be deleted yet; the operator was told. Please try again later."),
             )
         return counts

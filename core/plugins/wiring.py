@@ -17,6 +17,7 @@ from core.commands import CommandSpec
 from core.dispatcher import Context, Handler, Route
 from core.errors import ConfigError, PersonabotError, PluginError
 from core.events import Reply
+from core.i18n import Msg, _
 from core.personas import Persona
 from core.plugins.api import CONTINUE, MessageHandler, Plugin, Turn
 from core.plugins.context import PluginContext
@@ -35,8 +36,8 @@ class LoadedPlugin:
     failures: int = 0  # guarded calls that raised since start
 
 
-def apology(plugin: str) -> str:
-    return f"Sorry, the {plugin} feature had a problem with that. Everything else still works; please try later."
+def apology(plugin: str) -> Msg:
+    return _("Sorry, the {plugin} feature had a problem with that. Everything else still works; please try later.", plugin=plugin)
 
 
 class PluginWiring:
@@ -130,7 +131,7 @@ class PluginWiring:
                 await ctx.reply(notice)
             ctx.notices.clear()
             if answer is not None:
-                reply = answer if isinstance(answer, Reply) else Reply(str(answer))
+                reply = answer if isinstance(answer, Reply) else Reply(ctx.t(answer) if isinstance(answer, str) else str(answer))
                 await ctx.reply(reply)
                 await self._record(ctx, reply.text)
 

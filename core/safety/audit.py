@@ -17,6 +17,7 @@ from functools import partial
 from core.commands import ArgSpec, CommandRegistry, CommandSpec
 from core.dispatcher import Context, Handler
 from core.errors import CommandUsageError, PermissionDenied
+from core.i18n import N_, _
 from core.ports import Store
 from core.records import AuditEntry
 
@@ -45,13 +46,13 @@ async def admin_audit(store: Store, ctx: Context, args: tuple[str, ...]) -> str:
         except ValueError:
             count = 0
         if not 1 <= count <= MAX_ENTRIES:
-            raise CommandUsageError(f"bad count {args[0]!r}", user_message=f"Give a number from 1 to {MAX_ENTRIES}.")
+            raise CommandUsageError(f"bad count {args[0]!r}", user_message=_("Give a number from 1 to {most}.", most=MAX_ENTRIES))
     entries = await store.recent_audit(count)
     if not entries:
-        return "The audit log is empty."
+        return ctx.t("The audit log is empty.")
     outbox = ctx.outbox
     limit = outbox.max_message_length
-    text = f"Audit log, newest first ({len(entries)}):"
+    text = ctx.t("Audit log, newest first ({n}):", n=len(entries))
     shown = 0
     for entry in entries:
         candidate = f"{text}\n{format_entry(entry)}"
@@ -59,16 +60,16 @@ async def admin_audit(store: Store, ctx: Context, args: tuple[str, ...]) -> str:
             break
         text, shown = candidate, shown + 1
     if shown < len(entries):
-        text += f"\n(showing {shown} of {len(entries)}; ask for fewer to see them all)"
+        text += "\n" + ctx.t("(showing {shown} of {total}; ask for fewer to see them all)", shown=shown, total=len(entries))
     return text
 
 
 def audit_command(store: Store) -> CommandSpec:
     return CommandSpec(
         "audit",
-        "Show the latest admin actions and data requests",
+        N_("Show the latest admin actions and data requests"),
         partial(admin_audit, store),
-        (ArgSpec("count", f"how many entries (default {DEFAULT_ENTRIES}, at most {MAX_ENTRIES})"),),
+        (ArgSpec("count", N_("how many entries (default 20, at most 100)")),),
         admin_only=True,
         private=True,
     )

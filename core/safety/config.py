@@ -40,6 +40,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.errors import ConfigError
+from core.i18n import N_
 from core.settings import describe_validation_error
 
 
@@ -103,8 +104,8 @@ class ModerationSettings(WordLists):
     group: ContextPolicy = ContextPolicy(input=Action.REFUSE, output=Action.REFUSE)
     nsfw: ContextPolicy | None = None  # None: NSFW channels get the group policy
     personas: dict[str, WordLists] = Field(default_factory=dict)
-    refusal_input: str = Field("I can't respond to that message.", min_length=1, max_length=200)
-    refusal_output: str = Field("I'd rather not say that. Let's talk about something else.", min_length=1, max_length=200)
+    refusal_input: str = Field(N_("I can't respond to that message."), min_length=1, max_length=200)
+    refusal_output: str = Field(N_("I'd rather not say that. Let's talk about something else."), min_length=1, max_length=200)
 
 
 class SafetySettings(_Strict):

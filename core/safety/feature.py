@@ -18,6 +18,7 @@ from contextlib import AsyncExitStack
 from core.commands import CommandSpec
 from core.dispatcher import Context
 from core.errors import ConfigError
+from core.i18n import N_
 from core.logmask import masking_env, secret_env_names
 from core.ports import Generator
 from core.runtime import Runtime
@@ -65,21 +66,30 @@ async def setup_safety(bot: Runtime, stack: AsyncExitStack) -> None:
 
     async def admin_safety(ctx: Context, args: tuple[str, ...]) -> str:
         counts = moderator.counts
-        lines = ["Moderated since start:"]
-        lines += [f"  {name}: {count}" for name, count in sorted(counts.items())] or ["  nothing"]
+        lines = [ctx.t("Moderated since start:")]
+        lines += [f"  {name}: {count}" for name, count in sorted(counts.items())] or ["  " + ctx.t("nothing")]
         quota = limits.user_daily_quota
         generation = caps[0]
         lines += [
-            f"Rate limits: {limits.user_messages_per_minute:g}/min per user (burst {limits.user_burst}), "
-            f"{limits.chat_messages_per_minute:g}/min per chat (burst {limits.chat_burst})",
-            f"Daily quota: {quota if quota is not None else 'none'}; admins exempt: {settings.exempt_admins}",
-            f"Generations: {generation.in_flight} running, {generation.waiting} waiting, limit {generation.limit}",
+            ctx.t(
+                "Rate limits: {user_rate}/min per user (burst {user_burst}), {chat_rate}/min per chat (burst {chat_burst})",
+                user_rate=f"{limits.user_messages_per_minute:g}", user_burst=limits.user_burst,
+                chat_rate=f"{limits.chat_messages_per_minute:g}", chat_burst=limits.chat_burst,
+            ),
+            ctx.t(
+                "Daily quota: {quota}; admins exempt: {exempt}",
+                quota=quota if quota is not None else ctx.t("none"), exempt=settings.exempt_admins,
+            ),
+            ctx.t(
+                "Generations: {running} running, {waiting} waiting, limit {limit}",
+                running=generation.in_flight, waiting=generation.waiting, limit=generation.limit,
+            ),
         ]
         return "\n".join(lines)
 
     seams.commands.extend(
         [
             audit_command(bot.store),
-            CommandSpec("safety", "Moderation counts and abuse limits", admin_safety, admin_only=True, private=True),
+            CommandSpec("safety", N_("Moderation counts and abuse limits"), admin_safety, admin_only=True, private=True),
         ]
     )

@@ -17,6 +17,7 @@ from typing import Any
 
 from core.dispatcher import Context, Handler
 from core.errors import GenerationBusy, RateLimited
+from core.i18n import _, _n
 from core.events import ChatMessage, Chunk, GenerationRequest, IncomingMessage
 from core.ports import Generator, Store
 from core.shared_limits import SharedLimits
@@ -84,8 +85,8 @@ class AbuseLimiter:
     def _message(key: str, wait: float) -> str:
         seconds = max(1, math.ceil(wait))
         if key.startswith("chat:"):
-            return f"This chat is sending me messages too fast. Please wait {seconds} s."
-        return f"You are sending messages too fast. Please wait {seconds} s."
+            return _("This chat is sending me messages too fast. Please wait {seconds} s.", seconds=seconds)
+        return _("You are sending messages too fast. Please wait {seconds} s.", seconds=seconds)
 
     async def _limited(self, key: str, now: float, wait: float, user_message: str) -> None:
         """Raise the notice once per window; return quietly while the window lasts."""
@@ -102,7 +103,11 @@ class AbuseLimiter:
             raise RateLimited(
                 f"user:{user} over daily quota",
                 retry_after=_seconds_to_midnight(),
-                user_message=f"You have reached today's limit of {self._quota} messages. It resets at 00:00 UTC.",
+                user_message=_n(
+                    "You have reached today's limit of {n} message. It resets at 00:00 UTC.",
+                    "You have reached today's limit of {n} messages. It resets at 00:00 UTC.",
+                    self._quota,
+                ),
             )
         return True
 

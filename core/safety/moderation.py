@@ -31,6 +31,7 @@ from core.chat import EMPTY_REPLY, ChatService
 from core.dispatcher import Context, Handler
 from core.errors import ConfigError, InputRejected
 from core.events import ChatKind, ConversationKey, IncomingMessage, Reply, SentMessage
+from core.i18n import t
 from core.personas import Persona
 from core.ports import Outbox, Store
 from core.safety.config import Action, ClassifierSettings, ContextPolicy, ModerationSettings, WordLists
@@ -258,8 +259,11 @@ class ModeratedOutbox:
     word lists apply to each streamed edit too, so text the final reply filter would remove
     is not shown even for a moment. (The classifier runs once, on the final reply.)"""
 
-    def __init__(self, inner: Outbox, moderator: Moderator | None = None, context: str = "", persona: str | None = None) -> None:
+    def __init__(
+        self, inner: Outbox, moderator: Moderator | None = None, context: str = "", persona: str | None = None, locale: str = "en"
+    ) -> None:
         self.inner = inner
+        self._locale = locale  # the reader's, for the refusal text
         self.max_message_length = inner.max_message_length
         self.markdown_fences = inner.markdown_fences
         self._moderator = moderator
@@ -284,7 +288,7 @@ class ModeratedOutbox:
         if not findings:
             return text
         if self._moderator.effective(action, findings) is Action.REFUSE:
-            return self._moderator.settings.refusal_output
+            return t(self._locale, self._moderator.settings.refusal_output)
         return redact(text, findings)
 
     async def send(self, key: ConversationKey, reply: Reply) -> SentMessage:
@@ -326,7 +330,7 @@ class InputModeration:
         persona = await self._persona(ctx) if moderator.uses_personas and event.addressed_to_bot else None
         ctx.state["safety.context"] = context
         ctx.state["safety.persona"] = persona
-        ctx.outbox = ModeratedOutbox(ctx.outbox, moderator, context, persona)
+        ctx.outbox = ModeratedOutbox(ctx.outbox, moderator, context, persona, ctx.locale)
         action = moderator.policy(context).input
         findings = await moderator.check(event.text, context, persona) if action is not Action.OFF else []
         if findings:
@@ -371,7 +375,7 @@ class OutputModeration:
         if self._store is not None:
             await self._store.audit(event.user.qualified, "moderation output", context, detail=detail)
         if action is Action.REFUSE:
-            return moderator.settings.refusal_output
+            return ctx.t(moderator.settings.refusal_output)
         if action is Action.REDACT:
             return redact(text, findings)
         return text

@@ -360,7 +360,8 @@ class FakeBotAPI:
         scope = params.get("scope") or {"type": "default"}
         if scope.get("type") == "chat":
             self._check_chat(int(scope["chat_id"]))
-        self.commands[json.dumps(scope, sort_keys=True)] = commands
+        language = params.get("language_code")  # a menu per language beside the default one
+        self.commands[json.dumps(scope, sort_keys=True) + (f"|{language}" if language else "")] = commands
         return True
 
     async def _m_sendChatAction(self, params: dict[str, Any], files: Any) -> bool:

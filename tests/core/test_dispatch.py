@@ -156,6 +156,7 @@ async def test_the_chain_is_visible_and_routes_match_in_order(app, outbox):
     assert app.dispatcher.describe() == [
         "recovery:dedupe",
         "access:drop_banned",
+        "access:locale",
         "limits:rate_limit",
         "input:input_limits",
         "route:command",

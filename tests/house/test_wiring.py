@@ -24,7 +24,7 @@ from tests.fakes import RecordingOutbox
 from tests.plugins.helpers import HashingEmbedder, bot_settings, plugin_app, write_plugin
 
 ROOT = Path(__file__).resolve().parents[2]
-CORE_CHAIN = ["recovery:dedupe", "access:drop_banned", "limits:rate_limit", "input:input_limits"]
+CORE_CHAIN = ["recovery:dedupe", "access:drop_banned", "access:locale", "limits:rate_limit", "input:input_limits"]
 
 
 def ports(replies=("Hello!",)) -> dict:
@@ -57,6 +57,7 @@ async def test_the_default_bot_chain_is_pinned():
         assert bot.dispatcher.describe() == [
             "recovery:dedupe",
             "access:drop_banned",
+            "access:locale",
             "limits:rate_limit",
             "input:input_limits",
             "moderation:moderate_input",

@@ -18,7 +18,7 @@ async def fill(app):
     await say(app, "Hi! My name is Ann and I live in Berlin.")
     await say(app, "I moved to Paris")  # a superseded memory
     await say(app, "/profile set name Ann")
-    await say(app, "/profile set language zh")
+    await say(app, "/profile set language es")  # no catalog for Spanish: the bot's own words stay English
     await say(app, "/privacy training on")
     await say(app, "I love jazz", chat=GROUP, group=True)
     await say(app, "/recommend 2")  # catalog items seen
@@ -42,7 +42,7 @@ async def test_export_contains_everything_stored_about_the_user(tmp_path):
     assert data["user_id"] == USER and data["linked_identities"] == []
     (mine,) = data["identities"]
     assert mine["user"]["message_count"] == 3
-    assert mine["profile"]["preferences"] == {"name": "Ann", "language": "zh"}
+    assert mine["profile"]["preferences"] == {"name": "Ann", "language": "es"}
     assert mine["profile"]["consent"] == {"training": True}
     assert mine["profile"]["interest_count"] == 1 and len(mine["profile"]["interest"]) == 512
     assert {m["text"] for m in mine["memories"]} == {"My name is Ann.", "I live in Berlin.", "I live in Paris.", "I like jazz."}

@@ -13,8 +13,9 @@ async def memories_of(app, user="telegram:1"):
 async def test_preferences_shape_the_system_prompt_from_validated_choices_only():
     async with personal_app() as app:
         assert (await say(app, "/profile set language chinese")).last == "Saved: language = Chinese (中文)."
-        assert (await say(app, "/profile set length SHORT")).last == "Saved: length = short."
-        assert (await say(app, "/profile set tone formal")).last == "Saved: tone = formal."
+        # from now on the bot's own words are Chinese too (docs/i18n.md)
+        assert (await say(app, "/profile set length SHORT")).last == "已保存：length = short。"
+        assert (await say(app, "/profile set tone formal")).last == "已保存：tone = formal。"
         await say(app, "hello")
         system = system_prompt(app)
         assert "Reply in Chinese (中文)" in system
