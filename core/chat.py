@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from core.dispatcher import Context
 from core.errors import GenerationError, NotFound
 from core.events import ChatKind, ChatMessage, GenerationRequest, IncomingMessage
+from core.media import with_images
 from core.personas import Persona, PersonaLibrary
 from core.ports import Generator, Store
 from core.prompt import Budget, PromptSection, plan_prompt
@@ -75,7 +76,7 @@ class ChatService:
             await store.touch_user(event.user.qualified, event.user_display_name)
             conversation = await store.active_conversation(event.key)
             user_turn = await store.add_user_message(conversation.id, event.user.qualified, event.text, event.event_id)
-            for notice in ctx.notices:
+            for notice in (*ctx.notices, *([event.media_notice] if event.media_notice else [])):
                 await ctx.reply(notice)
             await self.respond(ctx, conversation, user_turn)
 
@@ -99,7 +100,8 @@ class ChatService:
         )
         if log.isEnabledFor(logging.DEBUG):
             log.debug("prompt for %s\n%s", event.event_id, built.describe(generator.count_tokens))
-        request = GenerationRequest(built.messages, params, conversation_id=event.key.qualified, user_id=event.user.qualified)
+        messages = with_images(built.messages, event.images) if event.images and self.settings.model.vision else built.messages
+        request = GenerationRequest(messages, params, conversation_id=event.key.qualified, user_id=event.user.qualified)
         streamer = ReplyStreamer(
             ctx.outbox, event.key, reply_to=event.message_id, fences=ctx.outbox.markdown_fences
         )

@@ -66,6 +66,7 @@ class ModelSettings(_Section):
     replies: tuple[str, ...] = ()
     tools: bool = True  # offer [tools] to the model (transformers: when its chat template takes tools)
     vision: bool = False  # the model reads images (openai: image content parts)
+    max_image_bytes: int = Field(5_000_000, ge=1)  # larger photos and attachments are not fetched
     generation: GenerationSettings = GenerationSettings()
 
     @model_validator(mode="after")
@@ -166,6 +167,7 @@ class AccessSettings(_Section):
 class PersonaSelection(_Section):
     default: str = "companion"
     dirs: tuple[str, ...] = ()  # extra persona folders; the bundled personas/ always load
+    members_switch_in_groups: bool = False  # else only admins switch a group's persona (core/persona_precedence.py)
 
 
 class BotSettings(_Section):
@@ -181,9 +183,9 @@ class BotSettings(_Section):
     access: AccessSettings = AccessSettings()  # allow lists and DM pairing (core/access.py)
     web: WebSettings = WebSettings()  # the operator console (core/web, docs/console.md)
     http: HttpSettings = HttpSettings()  # /healthz /readyz /metrics, off by default (core/http, docs/scaling.md)
-    # [console], [telegram], [discord]…: sections registered by the adapters (see PlatformSection).
     tools: ToolsSettings = ToolsSettings()  # what the model may call (core/tools, docs/tools.md)
     mcp: McpSettings = McpSettings()  # [[mcp.servers]] whose tools join the bot's
+    # [console], [telegram], [discord]…: sections registered by the adapters (see PlatformSection).
     platforms: dict[str, PlatformSection] = Field(default_factory=dict)
     # Sections owned by optional features; each feature validates its own part.
     safety: dict[str, Any] = Field(default_factory=dict)

@@ -42,6 +42,7 @@ from adapters.telegram.convert import (
     update_to_event,
 )
 from adapters.telegram.limits import TelegramRateLimiter
+from adapters.telegram.media import with_image
 from adapters.telegram.outbox import DraftSupport, TelegramOutbox
 from adapters.telegram.settings import TelegramSettings, read_secrets
 from core.logmask import masking
@@ -216,12 +217,16 @@ class TelegramAdapter:
         assert task is not None
         self._replying.add(task)
         try:
+            model = self.app.settings.model
             result = update_to_event(
-                update, self._me, reply_all_chats=self.settings.reply_all_chats, command_aliases=self._aliases
+                update, self._me, reply_all_chats=self.settings.reply_all_chats, command_aliases=self._aliases,
+                vision=model.vision,
             )
             if isinstance(result, Ignored):
                 await self._ignored(result, update.update_id)
                 return
+            if model.vision and update.message is not None and update.message.text is None:
+                result = await with_image(self.application.bot, update.message, result, model.max_image_bytes)
             outbox = self.outbox_for(result)
             try:
                 await self.app.dispatcher.feed(result, outbox)

@@ -24,6 +24,7 @@ from telegram.constants import ChatType
 
 from core.commands import parse_command_text
 from core.events import ChatKind, CommandCall, ConversationKey, IncomingMessage, UserRef
+from core.media import IMAGE_TEXT, NOT_UNDERSTOOD
 from core.i18n import N_
 
 PLATFORM = "telegram"
@@ -119,14 +120,63 @@ def _command_for_us(text: str, me: BotIdentity, aliases: Mapping[str, str]) -> C
     return CommandCall(name, call.args) if name != call.name else call
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp")
+
+
+def image_attachment(message: Message) -> tuple[str, int | None] | None:
+    """The file id and announced size of the message's image: the largest photo size, or a
+    document sent as an image (by MIME type or name; the bytes are checked once fetched)."""
+    if message.photo:
+        largest = message.photo[-1]
+        return largest.file_id, largest.file_size
+    document = message.document
+    if document is not None and (
+        (document.mime_type or "").startswith("image/") or (document.file_name or "").lower().endswith(IMAGE_SUFFIXES)
+    ):
+        return document.file_id, document.file_size
+    return None
+
+
+def _image_event(
+    message: Message, me: BotIdentity, event_id: str, user: UserRef, private: bool, reply_all_chats: Collection[str],
+    vision: bool,
+) -> IncomingMessage:
+    caption = message.caption or ""
+    handle = f"@{me.username}".lower()
+    mentioned = handle in caption.lower()
+    if mentioned:
+        start = caption.lower().index(handle)
+        caption = (caption[:start] + caption[start + len(handle):]).strip()
+    sender = message.from_user
+    assert sender is not None
+    thread = str(message.message_thread_id) if message.is_topic_message and message.message_thread_id else None
+    return IncomingMessage(
+        event_id=event_id,
+        key=ConversationKey(PLATFORM, str(message.chat.id), thread),
+        user=user,
+        text=caption or IMAGE_TEXT,
+        chat_kind=ChatKind.PRIVATE if private else ChatKind.GROUP,
+        message_id=str(message.message_id),
+        user_display_name=sender.full_name,
+        addressed_to_bot=private or mentioned or _replies_to_bot(message, me) or str(message.chat.id) in reply_all_chats,
+        media_notice="" if vision else NOT_UNDERSTOOD,
+        locale=sender.language_code,
+    )
+
+
 def update_to_event(
     update: Update,
     me: BotIdentity,
     *,
     reply_all_chats: Collection[str] = (),
     command_aliases: Mapping[str, str] | None = None,
+    vision: bool = False,
 ) -> IncomingMessage | Ignored:
-    """Convert one update; ``command_aliases`` maps Telegram command names to core ones."""
+    """Convert one update; ``command_aliases`` maps Telegram command names to core ones.
+
+    A photo or image document becomes a message with its caption as text; with ``vision``
+    the adapter then fetches the image (:func:`image_attachment` names the file), without
+    it the caption is answered with a short notice (no caption: the text-only notice)."""
     event_id = event_id_for(update.update_id, me.id)
     if update.edited_message is not None:
         return Ignored("edited message", event_id=event_id)
@@ -142,6 +192,8 @@ def update_to_event(
         return Ignored("message from a bot", event_id=event_id)
     private = chat.type == ChatType.PRIVATE
     user = UserRef(PLATFORM, str(sender.id))
+    if message.text is None and image_attachment(message) is not None and (vision or message.caption):
+        return _image_event(message, me, event_id, user, private, reply_all_chats, vision)
     if message.text is None:
         media = message.effective_attachment is not None
         notice = TEXT_ONLY_NOTICE if private and media else None

@@ -85,6 +85,8 @@ class FakeBotAPI:
         self.refused_chats: set[int] = set()  # users who never started the bot
         self.unknown_chats: set[int] = set()
         self.drafts_supported = True
+        self.files: dict[str, bytes] = {}  # file_id -> bytes users "uploaded" (getFile, downloads)
+        self.downloads: list[str] = []  # file paths the bot downloaded
         self._failures: dict[str, list[Failure]] = {}
         self._flood_until = 0.0
         self._update_ids = itertools.count(1000)
@@ -100,6 +102,7 @@ class FakeBotAPI:
         server = web.Application()
         server.router.add_route("POST", "/bot{token}/{method}", self._handle)
         server.router.add_route("GET", "/bot{token}/{method}", self._handle)
+        server.router.add_route("GET", "/file/bot{token}/{path:.+}", self._download)
         self._runner = web.AppRunner(server, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -201,6 +204,18 @@ class FakeBotAPI:
             message["reply_to_message"] = reply_to
         message.update(extra or {})
         return {"update_id": next(self._update_ids), kind: message}
+
+    def photo(self, data: bytes, *, file_id: str = "photo1", announced: int | None = None) -> dict[str, Any]:
+        """The ``photo`` field of a message whose largest size holds ``data`` (``announced``: the size Telegram reports)."""
+        self.files[file_id] = data
+        size = len(data) if announced is None else announced
+        return {"photo": [{"file_id": f"{file_id}-thumb", "file_unique_id": "t", "width": 9, "height": 9, "file_size": 10},
+                          {"file_id": file_id, "file_unique_id": file_id, "width": 90, "height": 90, "file_size": size}]}
+
+    def document(self, data: bytes, file_name: str, mime_type: str, *, file_id: str = "doc1") -> dict[str, Any]:
+        self.files[file_id] = data
+        return {"document": {"file_id": file_id, "file_unique_id": file_id, "file_name": file_name,
+                             "mime_type": mime_type, "file_size": len(data)}}
 
     # -- the server ------------------------------------------------------------------
     def _next_message_id(self, chat_id: int) -> int:
@@ -311,6 +326,23 @@ class FakeBotAPI:
         if utf16(text) > limit:
             raise _Error(Failure(400, "Bad Request: message is too long"))
         return text
+
+    async def _m_getFile(self, params: dict[str, Any], files: Any) -> dict[str, Any]:
+        file_id = params["file_id"]
+        if file_id not in self.files:
+            raise _Error(Failure(400, "Bad Request: invalid file_id"))
+        return {"file_id": file_id, "file_unique_id": file_id, "file_size": len(self.files[file_id]),
+                "file_path": f"photos/{file_id}.jpg"}
+
+    async def _download(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        path = request.match_info["path"]
+        self.downloads.append(path)
+        file_id = path.rsplit("/", 1)[-1].removesuffix(".jpg")
+        if file_id not in self.files:
+            return web.Response(status=404)
+        return web.Response(body=self.files[file_id], content_type="application/octet-stream")
 
     async def _m_getMe(self, params: dict[str, Any], files: Any) -> dict[str, Any]:
         return self.bot
