@@ -40,6 +40,7 @@ from core.settings import BotSettings
 
 from adapters.discord.commands import CoreCommandTree, sync_commands
 from adapters.discord.convert import PLATFORM, message_event
+from adapters.discord.media import with_image
 from adapters.discord.outbox import ChannelOutbox, no_pings
 
 if TYPE_CHECKING:
@@ -226,7 +227,10 @@ class DiscordBot(discord.AutoShardedClient):
     async def on_message(self, message: discord.Message) -> None:
         if self.user is None:
             return
-        event = message_event(message, self.user.id, self.options.channels)
+        model = self.app.settings.model
+        event = message_event(
+            message, self.user.id, self.options.channels, vision=model.vision, bots=self.app.settings.access.bots
+        )
         if event is None:
             return
         may_send, may_reference = self._send_permissions(message)
@@ -236,6 +240,8 @@ class DiscordBot(discord.AutoShardedClient):
                 log.warning("discord: no permission to send in channel %s; ignoring messages there", message.channel.id)
             return
         self._muted_channels.discard(message.channel.id)
+        if model.vision:  # fetched only when the bot may answer
+            event = await with_image(message, event, model.max_image_bytes)
         outbox = ChannelOutbox(
             self,
             message.author,

@@ -13,6 +13,7 @@ from collections.abc import Collection
 import discord
 
 from core.events import ChatKind, CommandCall, ConversationKey, IncomingMessage, UserRef
+from core.media import IMAGE_TEXT, NOT_UNDERSTOOD
 
 PLATFORM = "discord"
 
@@ -65,20 +66,42 @@ def is_reply_to(message: discord.Message, bot_id: int) -> bool:
     return isinstance(resolved, discord.Message) and resolved.author.id == bot_id
 
 
-def message_event(message: discord.Message, bot_id: int, channels: Collection[str] = ()) -> IncomingMessage | None:
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp")
+
+
+def image_attachment(message: discord.Message) -> discord.Attachment | None:
+    """The message's first attachment that says it is an image (type or name; the bytes are checked once fetched)."""
+    for attachment in message.attachments:
+        if (attachment.content_type or "").startswith("image/") or attachment.filename.lower().endswith(IMAGE_SUFFIXES):
+            return attachment
+    return None
+
+
+def message_event(
+    message: discord.Message, bot_id: int, channels: Collection[str] = (), *, vision: bool = False,
+    bots: Collection[str] = (),
+) -> IncomingMessage | None:
     """A gateway message as a core event, or None when the bot must stay silent.
 
-    Silent for bots (itself included), webhooks, system messages, server messages not
+    Silent for bots (itself included; ``bots`` lists the qualified ids of those let through,
+    marked ``from_bot``), webhooks, system messages, server messages not
     addressed to the bot, and server messages with no text (only an attachment, a
     sticker or an embed). In DMs every message is addressed; an empty one reaches the
-    core, which answers with a one-line notice.
+    core, which answers with a one-line notice. An image attachment counts as text for a
+    ``vision`` bot (the adapter fetches it); otherwise its message text is answered with a
+    short notice that images are not read.
     """
     author = message.author
-    if author.bot or author.id == bot_id or message.webhook_id is not None or message.type not in _CHAT_TYPES:
+    listed_bot = author.bot and f"{PLATFORM}:{author.id}" in bots
+    if (author.bot and not listed_bot) or author.id == bot_id or message.webhook_id is not None or message.type not in _CHAT_TYPES:
         return None
     channel = message.channel
     key = conversation_key(channel, message.channel.id)
     text = message_text(message, bot_id)
+    image = image_attachment(message)
+    notice = NOT_UNDERSTOOD if image is not None and not vision and text else ""
+    if image is not None and vision and not text:
+        text = IMAGE_TEXT
     if message.guild is None:
         kind, addressed, space = ChatKind.PRIVATE, True, None
     else:
@@ -99,6 +122,8 @@ def message_event(message: discord.Message, bot_id: int, channels: Collection[st
         space_id=space,
         user_roles=role_ids(author),
         nsfw=is_nsfw(channel),
+        from_bot=listed_bot,
+        media_notice=notice,
     )
 
 

@@ -29,7 +29,7 @@ import itertools
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,15 +107,25 @@ class FakeDiscord:
         self._failures: list[Failure] = []
         self._interaction_channels: dict[str, int] = {}  # interaction token -> channel id
         self._ids = itertools.count(1)
+        self.files: dict[str, bytes] = {}  # attachment id -> bytes (GET /attachments/ID/NAME)
+        self.downloads: list[str] = []  # attachment ids the bot fetched
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
+
+    async def _attachment(self, request: web.Request) -> web.Response:
+        attachment_id = request.match_info["id"]
+        self.downloads.append(attachment_id)
+        if attachment_id not in self.files:
+            return web.Response(status=404)
+        return web.Response(body=self.files[attachment_id], content_type="application/octet-stream")
 
     # lifecycle ----------------------------------------------------------------------
     async def __aenter__(self) -> "FakeDiscord":
         server = web.Application()
         server.router.add_get("/gateway", self._gateway)
         server.router.add_route("*", "/api/v10/{path:.*}", self._rest)
+        server.router.add_get("/attachments/{id}/{filename}", self._attachment)
         self._runner = web.AppRunner(server, handle_signals=False, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -271,6 +281,7 @@ class FakeDiscord:
         reply_to: dict[str, Any] | None = None,
         attachments: int = 0,
         message_id: int | None = None,
+        files: Sequence[tuple[str, str, bytes]] = (),
     ) -> dict[str, Any]:
         """A MESSAGE_CREATE payload; ``mentions_bot`` adds the bot to ``mentions`` (put <@id> in content)."""
         guild_id = self.guild_of(channel_id)
@@ -299,6 +310,12 @@ class FakeDiscord:
             member = self.member_payload(author_id, name, roles, bot=bot)
             member.pop("user")
             payload["member"] = member
+        for filename, content_type, data in files:  # real attachments, served by the fake's CDN
+            attachment_id = str(self.snowflake())
+            self.files[attachment_id] = data
+            url = f"{self.base_url}/attachments/{attachment_id}/{filename}"
+            payload["attachments"].append({"id": attachment_id, "filename": filename, "size": len(data), "url": url,
+                                           "proxy_url": url, "content_type": content_type})
         if mentions_bot:
             mention = dict(self.bot_user)
             if guild_id is not None:

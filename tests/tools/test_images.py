@@ -3,7 +3,9 @@ vision-flagged OpenAI fake (content parts checked) and to a text-only model (not
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 
 import pytest
 
@@ -80,3 +82,62 @@ async def test_too_large_and_not_an_image_get_a_short_notice_and_the_caption_is_
         sent = [r["json"]["messages"][-1]["content"] for r in llm.requests if r["json"]]
         assert sent == ["big", "cat?", "liar"]  # plain text: no image part
         assert fake.downloads == ["photos/doc1.jpg"]  # the lying photo size was caught by getFile's size
+
+
+# -- Discord -------------------------------------------------------------------------
+
+DM = 555000000000000001
+
+
+@contextlib.asynccontextmanager
+async def discord_bot(monkeypatch, fake, llm, *, vision: bool, **model):
+    from adapters.discord.bot import DiscordBot, run_bot
+    from bots.app_factory import bot_app as build
+    from core.storage.sqlite import SQLiteStore
+    from tests.adapters.discord_harness import discord_settings
+    from tests.conftest import make_settings
+
+    monkeypatch.setenv("DISCORD_BOT_TOKEN", fake.token)
+    settings = make_settings(discord=discord_settings(fake), model={
+        "backend": "openai", "base_url": llm.base_url, "model": "fake", "vision": vision, **model})
+    generator = OpenAIGenerator(base_url=llm.base_url, model="fake", vision=vision, max_retries=0)
+    async with build(settings, store=SQLiteStore(":memory:"), generator=generator, features=[]) as app:
+        bot = DiscordBot(app, guild_ready_timeout=0.01)
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_bot(bot, stop))
+        await asyncio.wait_for(fake.identified.wait(), 10)
+        try:
+            yield
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def discord_fake():
+    from tests.adapters.discord_fake_server import FakeDiscord
+
+    async with FakeDiscord() as server:
+        yield server
+
+
+async def test_a_discord_attachment_goes_to_a_vision_model_and_a_fake_jpg_gets_a_notice(monkeypatch, discord_fake):
+    fake = discord_fake
+    async with FakeOpenAI() as llm, discord_bot(monkeypatch, fake, llm, vision=True):
+        llm.replies.append(Reply(events=[delta("A cat."), finish()]))
+        await fake.dispatch("MESSAGE_CREATE", fake.message(DM, 7, "what's this?", files=[("cat.png", "image/png", PNG)]))
+        await fake.wait_for(lambda: fake.texts_in(DM) == ["A cat."])
+        await fake.dispatch("MESSAGE_CREATE", fake.message(DM, 7, "and this?", files=[("dog.jpg", "image/jpeg", b"GIF? no")]))
+        await fake.wait_for(lambda: fake.texts_in(DM)[1:] == [NOT_AN_IMAGE, "ok"])
+    first, second = [r["json"]["messages"][-1]["content"] for r in llm.requests if r["json"]]
+    assert first[0] == {"type": "text", "text": "what's this?"} and first[1]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert second == "and this?"
+
+
+async def test_a_discord_attachment_to_a_text_only_model_gets_one_notice(monkeypatch, discord_fake):
+    fake = discord_fake
+    async with FakeOpenAI() as llm, discord_bot(monkeypatch, fake, llm, vision=False):
+        await fake.dispatch("MESSAGE_CREATE", fake.message(DM, 7, "look", files=[("cat.png", "image/png", PNG)]))
+        await fake.wait_for(lambda: fake.texts_in(DM) == [NOT_UNDERSTOOD, "ok"])
+    assert fake.downloads == []
+    assert [r["json"]["messages"][-1]["content"] for r in llm.requests if r["json"]] == ["look"]
