@@ -145,6 +145,8 @@ class AllowList:
     async def allowed(self, event: IncomingMessage) -> bool:
         if self._is_admin(event) or event.key.chat_qualified in self._chats:
             return True
+        if event.from_bot and event.user.qualified in self._settings.bots:
+            return True  # a listed bot (core/etiquette.py caps the turns)
         if event.space_id is not None and f"{event.key.platform}:{event.space_id}" in self._servers:
             return True
         identities = await self._store.linked_identities(event.user.qualified)

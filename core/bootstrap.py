@@ -21,6 +21,7 @@ from core.command_route import CommandRoute, RequireAdmin
 from core.conversation_lease import ConversationLease
 from core.dispatcher import Route
 from core.errors import ConfigError
+from core.etiquette import BotTurns, ChannelCooldown
 from core.http.metrics import Metrics
 from core.middleware import RateLimiter, limit_input
 from core.personalization.feature import setup_personalization
@@ -137,6 +138,8 @@ async def setup_core(bot: Runtime, stack: AsyncExitStack) -> None:
         seams.middlewares.add("access", "allow_list", AllowList(access, bot.store, bot.is_admin, pairing))
         if pairing is not None:
             seams.commands.add(approve_spec(pairing))
+    if access.bots:  # bots the bot answers, a few turns in a row at most (core/etiquette.py)
+        seams.middlewares.add("access", "bot_turns", BotTurns(access.bots, limits.max_bot_replies))
     seams.middlewares.add(
         "limits",
         "rate_limit",
@@ -146,6 +149,8 @@ async def setup_core(bot: Runtime, stack: AsyncExitStack) -> None:
             on_limited=bot.metrics.rate_limited.inc,
         ),
     )
+    if limits.channel_cooldown_s > 0:
+        seams.middlewares.add("limits", "channel_cooldown", ChannelCooldown(limits.channel_cooldown_s))
     seams.middlewares.add("input", "input_limits", limit_input(limits.max_input_chars))
     seams.commands.extend(builtin_commands(bot))
     seams.command_filters.append(RequireAdmin(bot.store, bot.is_admin))

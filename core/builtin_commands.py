@@ -9,9 +9,10 @@ from importlib.metadata import PackageNotFoundError, version
 from core.chat import chat_scope, space_scope
 from core.commands import ArgSpec, CommandSpec
 from core.dispatcher import Context
-from core.errors import CommandUsageError, NotFound
+from core.errors import CommandUsageError, NotFound, PermissionDenied
 from core.events import ChatKind, UserRef
 from core.i18n import N_, _
+from core.persona_precedence import BY, CONVERSATION_BY, persona_source
 from core.runtime import Runtime
 
 
@@ -43,13 +44,23 @@ async def persona_command(bot: Runtime, ctx: Context, args: tuple[str, ...]) -> 
     if not args:
         current = (await bot.chat.resolve_persona(event, conversation)).localized(ctx.locale)
         others = ", ".join(name for name in bot.personas.names() if name != current.name)
-        return ctx.t(
+        shown = ctx.t(
             "Current persona: {title} ({name}) — {description}\nOthers: {others}",
             title=current.title, name=current.name, description=current.description, others=others,
         )
+        return shown + "\n" + ctx.t(await persona_source(bot.store, bot.personas, bot.settings, event, conversation))
     persona = bot.personas.get(args[0]).localized(ctx.locale)
+    group = event.chat_kind is ChatKind.GROUP
+    if group and not bot.settings.personas.members_switch_in_groups and not bot.is_admin(event):
+        source = await persona_source(bot.store, bot.personas, bot.settings, event, conversation)
+        raise PermissionDenied(
+            f"{event.user} may not switch the persona of {event.key}",
+            user_message=_("In this group only admins switch the persona. {source}", source=source),
+        )
     await bot.store.set_conversation_persona(conversation.id, persona.name)
-    if event.chat_kind is not ChatKind.GROUP:
+    if group:
+        await bot.store.set_setting(chat_scope(event), CONVERSATION_BY, event.user.qualified)
+    else:
         profile = await bot.store.get_profile(event.user.qualified)
         preferences = dict(profile.preferences, persona=persona.name)
         await bot.store.save_profile(dataclasses.replace(profile, preferences=preferences))
@@ -89,7 +100,14 @@ async def admin_persona_default(bot: Runtime, ctx: Context, args: tuple[str, ...
     if scope is None:
         raise CommandUsageError("no server here", user_message=_("This chat is not in a server; use 'chat' or 'bot'."))
     await bot.store.set_setting(scope, "persona", persona.name)
-    return ctx.t(_WHERE[where], title=persona.title)
+    await bot.store.set_setting(scope, BY, event.user.qualified)
+    conversation = await bot.store.active_conversation(event.key)
+    if where == "chat" and conversation.persona:  # a member's earlier switch no longer hides the admin's default
+        await bot.store.set_conversation_persona(conversation.id, None)
+        await bot.store.set_setting(scope, CONVERSATION_BY, None)
+        conversation = await bot.store.active_conversation(event.key)
+    source = await persona_source(bot.store, bot.personas, bot.settings, event, conversation)
+    return ctx.t(_WHERE[where], title=persona.title) + " " + ctx.t(source)
 
 
 def _target_user(ctx: Context, raw: str) -> str:

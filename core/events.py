@@ -96,6 +96,7 @@ class IncomingMessage:
     user_roles: tuple[str, ...] = ()  # platform role ids (Discord), for admin checks
     nsfw: bool = False  # the channel is marked NSFW (Discord)
     locale: str | None = None  # the platform's language hint (Telegram language_code, Discord locale)
+    from_bot: bool = False  # sent by another bot ([access] bots lists those the adapters let through)
     images: tuple[ImageRef, ...] = ()  # photos / image attachments the adapter fetched
     media_notice: str = ""  # why an attachment was not taken (too large, not an image…)
     received_at: float = field(default_factory=time.time)

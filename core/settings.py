@@ -108,6 +108,8 @@ class LimitsSettings(_Section):
     chat_burst: int = Field(20, ge=1)
     user_daily_quota: int | None = Field(None, ge=1)
     max_concurrent_generations: int = Field(32, ge=1)
+    max_bot_replies: int = Field(3, ge=1)  # consecutive replies to bots in one chat until a human speaks
+    channel_cooldown_s: float = Field(0.0, ge=0)  # groups: at most one chat turn per channel per this many s
 
 
 class PlatformSection(_Section):
@@ -150,9 +152,10 @@ class AccessSettings(_Section):
     chats: tuple[str, ...] = ()  # platform-qualified chat ids: "telegram:-100123", "discord:<channel id>"
     servers: tuple[str, ...] = ()  # platform-qualified server ids: "discord:<guild id>"
     pairing: bool = False  # unknown users in DMs get a one-time code; an admin approves it
+    bots: tuple[str, ...] = ()  # other bots this bot answers (platform-qualified); any other bot: never
     pairing_code_ttl_s: float = Field(3600.0, ge=60, le=30 * 86400)
 
-    @field_validator("users", "chats", "servers")
+    @field_validator("users", "chats", "servers", "bots")
     @classmethod
     def _qualified(cls, ids: tuple[str, ...]) -> tuple[str, ...]:
         for qualified in ids:

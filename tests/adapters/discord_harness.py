@@ -64,6 +64,7 @@ async def running_bot(
     auto_defer_after: float = 2.0,
     token: str | None = None,
     safety: dict[str, Any] | None = None,
+    access: dict[str, Any] | None = None,
     **discord: Any,
 ) -> AsyncIterator[Running]:
     """The bot connected to ``fake`` (READY and guilds received); stopped and checked on exit."""
@@ -76,6 +77,8 @@ async def running_bot(
         overrides["limits"] = limits
     if safety:
         overrides["safety"] = safety
+    if access:
+        overrides["access"] = access
     settings = make_settings(**overrides)
     generator = ScriptedGenerator(replies)
     async with bot_app(settings, store=SQLiteStore(":memory:"), generator=generator, features=features or []) as app:

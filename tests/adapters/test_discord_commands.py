@@ -135,7 +135,9 @@ async def test_admins_set_the_persona_per_server_and_per_channel(fake, monkeypat
     async with running_bot(fake, monkeypatch) as bot:
         server_wide = fake.interaction(channel, ADMIN_ID, "admin", {"name": "tutor", "scope": "server"}, sub="persona-default")
         await fake.dispatch("INTERACTION_CREATE", server_wide)
-        assert (await answered(fake, server_wide))["content"] == "Default persona for this server is now Tutor."
+        assert (await answered(fake, server_wide))["content"] == (
+            f"Default persona for this server is now Tutor. In force: this server's default, set by discord:{ADMIN_ID}."
+        )
         here = fake.interaction(channel, ADMIN_ID, "admin", {"name": "support", "scope": "chat"}, sub="persona-default")
         await fake.dispatch("INTERACTION_CREATE", here)
         await answered(fake, here)
