@@ -148,8 +148,8 @@ def memory_bandwidth() -> float:
 async def run_batched(gen, prompts: list[tuple[ChatMessage, ...]], params: GenerationParams, tag: str):
     batcher = gen._shared.batcher
     clock = TokenClock(batcher)
-    steps = []
-    hook = gen.model.register_forward_pre_hook(lambda m, a: steps.append(1))
+    steps = []  # forward passes (both batch engines embed the input once per pass)
+    hook = gen.model.get_input_embeddings().register_forward_pre_hook(lambda m, a: steps.append(1))
 
     async def one(i: int, messages) -> None:
         request = GenerationRequest(messages, params, conversation_id=f"{tag}-{i}", user_id=f"user-{i}")
@@ -206,6 +206,7 @@ async def main() -> None:
     parser.add_argument("--skip-second-turn", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice, one per core)")
     parser.add_argument("--sequential-max", type=int, default=8, help="sequential baseline runs at most this many prompts")
+    parser.add_argument("--engine", default="auto", choices=("auto", "static", "transformers"), help="batch engine")
     args = parser.parse_args()
 
     import torch
@@ -223,11 +224,11 @@ async def main() -> None:
     else:
         path = random_model(Path(tmp.name) / "random")
         what = "RANDOMLY INITIALISED model of the default's shape (core/assets/default_model not found)"
-    print(f"# {what}")
+    print(f"# {what}, batch engine {args.engine}")
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
 
     gen = await TransformersGenerator.load(str(path), batching=True, max_batch_size=max(levels), max_queue=4 * max(levels),
-                                           max_active_per_user=max(levels), context_window=2048)
+                                           max_active_per_user=max(levels), context_window=2048, engine=args.engine)
     params = GenerationParams(max_new_tokens=args.new_tokens, temperature=args.temperature, top_p=0.95, top_k=50,
                               repetition_penalty=args.repetition_penalty, timeout_s=600)
     lines = chitchat_lines(2000)

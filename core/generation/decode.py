@@ -42,7 +42,7 @@ def unsupported(model: Any) -> str | None:
 class DecodeModel:
     """The model's forward over cache rows. Not thread-safe: one engine thread calls it."""
 
-    def __init__(self, model: Any, rows: int, max_length: int, *, initial_length: int = 256) -> None:
+    def __init__(self, model: Any, rows: int, max_length: int, *, initial_length: int = 128) -> None:
         import torch
 
         reason = unsupported(model)
