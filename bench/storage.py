@@ -5,6 +5,7 @@ for SQLite and, in the same run, PostgreSQL.
     python bench/storage.py --messages 200000    # quicker
     python bench/storage.py --store postgresql://bot@db:5432/bench   # SQLite, then that (empty) database
     python bench/storage.py --start-postgres     # SQLite, then a throwaway local server (fsync on)
+    python bench/storage.py --start-postgres --pg-async-commit --skip-sqlite   # PostgreSQL at SQLite's durability
 
 Prints:
   1. history writes/s: each of ``--chats`` concurrent chats stores a user turn and its
@@ -248,12 +249,13 @@ def run_postgres(url: str, args: argparse.Namespace) -> None:
         async with store:
             return await store.run_on_connection("version", lambda c: c.fetchval("SHOW server_version"))
 
-    print(f"== PostgreSQL {asyncio.run(version())} at {redacted(url)} (asyncpg, pool of 10)")
-    asyncio.run(bench_writes(PostgresStore(url), args.chats, args.turns, args.window))
+    pool = args.pg_pool
+    print(f"== PostgreSQL {asyncio.run(version())} at {redacted(url)} (asyncpg, pool of {pool})")
+    asyncio.run(bench_writes(PostgresStore(url, max_connections=pool), args.chats, args.turns, args.window))
     start = time.perf_counter()
     conversations = asyncio.run(build_big_postgres(url, args.messages, args.per_conversation))
     print(f"built {args.messages:,} messages with COPY in {time.perf_counter() - start:.1f} s")
-    asyncio.run(bench_reads(PostgresStore(url), conversations, args.queries, args.window, args.chats))
+    asyncio.run(bench_reads(PostgresStore(url, max_connections=pool), conversations, args.queries, args.window, args.chats))
 
 
 def main() -> None:
@@ -268,6 +270,10 @@ def main() -> None:
     parser.add_argument("--store", default=None, help="also run on this empty PostgreSQL database (postgresql://…)")
     parser.add_argument("--start-postgres", action="store_true",
                         help="also run on a throwaway PostgreSQL started from the installed binaries (fsync on)")
+    parser.add_argument("--pg-async-commit", action="store_true",
+                        help="with --start-postgres: synchronous_commit=off, the durability of SQLite's WAL at "
+                             "synchronous=NORMAL (a crash of the machine may lose the last commits, never corrupts)")
+    parser.add_argument("--pg-pool", type=int, default=10, help="connections in the PostgreSQL store's pool")
     parser.add_argument("--skip-sqlite", action="store_true")
     args = parser.parse_args()
 
@@ -280,7 +286,9 @@ def main() -> None:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
         from postgres_server import PostgresServer
 
-        with PostgresServer(durable=True) as server:
+        options = {"synchronous_commit": "off"} if args.pg_async_commit else {}
+        print(f"(throwaway server, fsync on, synchronous_commit {'off' if args.pg_async_commit else 'on'})")
+        with PostgresServer(durable=True, options=options) as server:
             run_postgres(asyncio.run(server.create_database("bench")), args)
 
 

@@ -65,12 +65,13 @@ def _server_user() -> pwd.struct_passwd | None:
 class PostgresServer:
     """One server in a temp folder; ``durable=False`` (tests) turns fsync off for speed."""
 
-    def __init__(self, *, durable: bool = False) -> None:
+    def __init__(self, *, durable: bool = False, options: dict[str, str] | None = None) -> None:
         binaries = find_binaries()
         if binaries is None:
             raise RuntimeError("no PostgreSQL server binaries (initdb, pg_ctl, postgres) are installed")
         self.bin = binaries
         self.durable = durable
+        self.options = dict(options or {})  # extra server settings (-c name=value)
         self.port = 0
         self.folder = Path(tempfile.mkdtemp(prefix="personabot-pg-"))
         self.data = self.folder / "data"
@@ -106,6 +107,7 @@ class PostgresServer:
         options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c max_connections=200"
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        options += "".join(f" -c {name}={value}" for name, value in self.options.items())
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.folder / "log"),
                   "-w", "-t", "60", "start")
         self._started = True
