@@ -153,6 +153,15 @@ async def test_a_second_process_on_one_sqlite_file_is_refused_naming_postgresql(
         assert await store.record_event("after")
 
 
+async def test_an_operator_tool_may_open_the_file_of_a_running_bot(tmp_path):
+    path = tmp_path / "bot.db"
+    async with SQLiteStore(path) as bot, SQLiteStore(path, beside_bot=True) as tool:
+        await bot.touch_user("telegram:1", "Ann")
+        assert (await tool.export_user("telegram:1"))["user"]["display_name"] == "Ann"
+        assert (await tool.forget_user("telegram:1"))["users"] == 1
+        assert await bot.get_user("telegram:1") is None
+
+
 def test_the_lock_is_released_when_the_store_closes(tmp_path):
     async def twice() -> None:
         for _ in range(2):

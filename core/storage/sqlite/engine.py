@@ -15,7 +15,9 @@ One process. Locks, limits and the job schedule are shared through the store, bu
 second bot process on one SQLite file would run a second scheduler and a second
 writer: the store takes an exclusive ``flock`` on the database file while it is open,
 and a second opener is refused with a message naming PostgreSQL (the store for several
-processes). The lock goes with the process, so a crashed bot never blocks its restart.
+processes). The lock goes with the process, so a crashed bot never blocks its restart. Operator
+tools that must work on a live bot's file (a privacy request) open it with
+``beside_bot=True``: no lock, SQLite's own file locking (busy_timeout) as before.
 
 Durability. ``synchronous=NORMAL`` is safe with WAL: a commit appends checksummed frames
 to the WAL and the fsync happens at checkpoints. A crashed or killed process loses
@@ -84,8 +86,11 @@ def _redact(value: object, user_id: str) -> object:
 class SQLiteEngine:
     """Lifecycle, writer and readers; the queries live in the store classes built on it."""
 
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time, beside_bot: bool = False) -> None:
+        """``beside_bot``: an operator tool (users export/forget) opening the file of a
+        running bot; it takes no process lock and relies on SQLite's own locking."""
         self._memory = str(path) == ":memory:"
+        self._beside_bot = beside_bot
         self.path: Path | str = ":memory:" if self._memory else Path(path).expanduser()
         self._clock = clock
         self._writer: aiosqlite.Connection | None = None
@@ -126,7 +131,8 @@ class SQLiteEngine:
                 self._process_lock = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             except OSError as exc:
                 raise StorageError(f"cannot open database {where}: {exc.strerror or exc}") from None
-            self._lock_process(where)
+            if not self._beside_bot:
+                self._lock_process(where)
         try:
             self._writer = await self._connect(writer=True)
             await migrate(self._writer, where)
