@@ -13,13 +13,7 @@ from core.ports import Store
 from core.settings import BotSettings
 from core.storage.sqlite import SQLiteStore
 
-__all__ = ["SQLiteStore", "open_store", "is_shared"]
-
-
-def is_shared(settings: BotSettings) -> bool:
-    """Whether several processes may run on this bot's store (PostgreSQL)."""
-    url = settings.storage.url or ""
-    return url.startswith(("postgresql://", "postgres://"))
+__all__ = ["SQLiteStore", "open_store"]
 
 
 def open_store(settings: BotSettings) -> Store:
