@@ -26,7 +26,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import ConfigError
 from core.plugins.api import NAME_PATTERN, RESERVED_NAMES, Plugin
@@ -60,6 +60,9 @@ class PluginsSection(BaseModel):
 
     enabled: tuple[str, ...] = ()
     paths: dict[str, str] = {}
+    # A plugin step (code between two awaits) longer than this stalls every chat: the
+    # plugin is interrupted and disabled (core/plugins/watchdog.py).
+    stall_s: float = Field(5.0, gt=0.0, le=600.0)
 
     def configs(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
@@ -127,9 +130,13 @@ def _module_files(module: ModuleType) -> list[Path]:
 
 
 def _import_checked(import_: Callable[[], ModuleType], origin: str) -> ModuleType:
+    """Any failure of the module's top-level code, ``sys.exit`` and other BaseExceptions
+    included (not Ctrl+C), disables the plugin instead of stopping the bot."""
     try:
         return import_()
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
         raise PluginLoadError(f"{origin}: import failed: {type(exc).__name__}: {exc}") from exc
 
 

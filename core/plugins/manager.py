@@ -38,7 +38,8 @@ from core.plugins.loader import (
     validate_config,
 )
 from core.plugins.scheduler import Scheduler
-from core.plugins.wiring import LoadedPlugin, PluginWiring
+from core.plugins.watchdog import PluginStalled, Watchdog
+from core.plugins.wiring import PASS_THROUGH, LoadedPlugin, PluginWiring
 from core.catalog import CatalogItem
 from core.ports import Outbox, PluginStore
 from core.runtime import Runtime
@@ -55,7 +56,8 @@ class PluginManager:
     def __init__(self, bot: Runtime, *, job_timeout_s: float = 60.0) -> None:
         self.bot = bot
         self.store: PluginStore = bot.store  # type: ignore[assignment]  # checked in _candidates when plugins are enabled
-        self.wiring = PluginWiring(bot)
+        self.watchdog = Watchdog()
+        self.wiring = PluginWiring(bot, self.watchdog)
         self.loaded: dict[str, LoadedPlugin] = {}  # active plugins, in load order
         self.statuses: dict[str, PluginStatus] = {}
         self._privacy: dict[str, LoadedPlugin] = {}  # every plugin that passed the contract
@@ -70,6 +72,7 @@ class PluginManager:
         """The enabled plugins that import and keep the contract, with their validated configs."""
         section = read_section(self.bot.settings)
         self._enabled = section.enabled
+        self.watchdog.stall_s = section.stall_s
         if section.enabled and not isinstance(self.bot.store, PluginStore):
             raise ConfigError(f"{where}: plugins: the store {type(self.bot.store).__name__} cannot host plugins")
         configs = section.configs()
@@ -93,6 +96,8 @@ class PluginManager:
 
     async def start(self, stack: AsyncExitStack) -> None:
         where = str(self.bot.settings.source or "bot file")
+        self.watchdog.start()  # imports and setup hooks are watched too
+        stack.callback(self.watchdog.stop)
         candidates = self._candidates(where)
         self._check_clashes([plugin for _, plugin, _ in candidates], where)
         for source, plugin, config in candidates:
@@ -101,8 +106,10 @@ class PluginManager:
             self._privacy[plugin.name] = loaded
             try:
                 for hook in plugin.setup_hooks:
-                    await hook(ctx)
-            except Exception as exc:
+                    await self.watchdog.run(plugin.name, hook(ctx))
+            except BaseException as exc:
+                if isinstance(exc, PASS_THROUGH):
+                    raise
                 self._disable(source, DISABLED, f"setup failed: {type(exc).__name__}: {exc}", exc)
                 continue
             unknown = self.wiring.unknown_anchors(plugin)
@@ -123,9 +130,13 @@ class PluginManager:
 
     def _import(self, source: PluginSource) -> Plugin | None:
         try:
-            plugin, files = source.load()
+            with self.watchdog.step(source.name):
+                plugin, files = source.load()
         except PluginLoadError as exc:
             self._disable(source, DISABLED, str(exc), exc.__cause__ or exc)
+            return None
+        except PluginStalled as exc:  # imported, but held the loop longer than allowed doing it
+            self._disable(source, DISABLED, f"import blocked the event loop ({exc})")
             return None
         offending = platform_imports(files)
         if offending:
@@ -200,14 +211,21 @@ class PluginManager:
     # what others ask of plugins ---------------------------------------------------------
 
     def active_names(self) -> list[str]:
-        return list(self.loaded)
+        return [name for name, loaded in self.loaded.items() if not loaded.disabled]
 
     def catalog(self) -> list[CatalogItem]:
         """Catalog items of the active plugins (for /recommend)."""
-        return [item for loaded in self.loaded.values() for item in loaded.ctx.catalog]
+        return [item for loaded in self.loaded.values() if not loaded.disabled for item in loaded.ctx.catalog]
 
     def describe(self) -> list[PluginStatus]:
-        return list(self.statuses.values())
+        """Each plugin's state; one disabled while running says when and why."""
+        statuses = []
+        for name, status in self.statuses.items():
+            loaded = self.loaded.get(name)
+            if loaded is not None and loaded.disabled:
+                status = PluginStatus(name, DISABLED, status.origin, f"disabled while running: {loaded.disabled}")
+            statuses.append(status)
+        return statuses
 
     async def export_user(self, user_id: str) -> dict[str, Any]:
         """What each plugin keeps about ``user_id``, by plugin (for /export).

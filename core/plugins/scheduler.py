@@ -28,7 +28,7 @@ from typing import Protocol
 
 from core.errors import NotFound, PermissionDenied
 from core.http.metrics import Metrics
-from core.plugins.wiring import LoadedPlugin
+from core.plugins.wiring import LoadedPlugin, PluginWiring
 from core.ports import PluginStore
 from core.records import ScheduledJob
 
@@ -39,6 +39,7 @@ class JobHost(Protocol):
 
     store: PluginStore
     loaded: Mapping[str, LoadedPlugin]
+    wiring: PluginWiring  # runs a job under the watchdog; a fatal failure disables its plugin
 
     def active_names(self) -> list[str]: ...
 
@@ -161,7 +162,7 @@ class Scheduler:
             return
         try:
             async with asyncio.timeout(self._job_timeout_s):
-                next_run = await handler(loaded.ctx, job)
+                next_run = await self._manager.wiring.watched(loaded, f"job {job.name}", handler(loaded.ctx, job))
         except (NotFound, PermissionDenied) as exc:
             where = job.key.qualified if job.key else "its chat"
             loaded.ctx.log.warning(
@@ -170,6 +171,8 @@ class Scheduler:
             await store.delete_job(job.id)
             return
         except Exception as exc:
+            if loaded.disabled:  # just now (logged once): left claimed, it waits for a fixed plugin
+                return
             attempts = job.attempts + 1
             loaded.ctx.log.error(
                 "plugin %s: job %d (%s) failed (attempt %d): %s",

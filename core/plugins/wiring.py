@@ -4,10 +4,15 @@ Each part a plugin declares becomes one seam entry: commands, message handlers (
 before ``chat``), middlewares in their declared stage, prompt contributors, reply
 filters, personas. Every call is guarded: an exception is logged with the plugin's name,
 counted, and the user gets a short apology (PluginError); everything else goes on.
+A plugin that raises a BaseException other than cancellation or Ctrl+C (``sys.exit``…)
+or holds the event loop (core/plugins/watchdog.py) is disabled on the spot: one log
+line, a note in ``/admin plugins``, and from then on its parts stand aside (its
+commands answer an apology, its handlers match nothing, its middlewares pass through).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -21,6 +26,7 @@ from core.i18n import Msg, _
 from core.personas import Persona
 from core.plugins.api import CONTINUE, MessageHandler, Plugin, Turn
 from core.plugins.context import PluginContext
+from core.plugins.watchdog import PluginStalled, Watchdog
 from core.prompt import PromptSection
 from core.runtime import Runtime
 from core.tools.spec import Tool, ToolContext
@@ -34,6 +40,10 @@ class LoadedPlugin:
     ctx: PluginContext
     origin: str
     failures: int = 0  # guarded calls that raised since start
+    disabled: str = ""  # why it was disabled while running (sys.exit, a stalled loop…); "" while active
+
+
+PASS_THROUGH = (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit)  # never a plugin's failure
 
 
 def apology(plugin: str) -> Msg:
@@ -41,8 +51,49 @@ def apology(plugin: str) -> Msg:
 
 
 class PluginWiring:
-    def __init__(self, bot: Runtime) -> None:
+    def __init__(self, bot: Runtime, watchdog: Watchdog | None = None) -> None:
         self.bot = bot
+        self.watchdog = watchdog or Watchdog()
+
+    def disable(self, loaded: LoadedPlugin, what: str, exc: BaseException) -> None:
+        """Take a running plugin out: one log line, the reason kept for ``/admin plugins``."""
+        if loaded.disabled:
+            return
+        if isinstance(exc, PluginStalled):
+            loaded.disabled = f"{what} blocked the event loop ({exc}); interrupted"
+        else:
+            loaded.disabled = f"{what} raised {type(exc).__name__}: {exc}"
+        loaded.ctx.log.error("plugin %s disabled: %s; the bot goes on without it", loaded.plugin.name, loaded.disabled,
+                             exc_info=None if isinstance(exc, PluginStalled) else exc)
+
+    def watched_sync(self, loaded: LoadedPlugin, what: str, call: Callable[[], T]) -> tuple[bool, T | None]:
+        """Run a plugin's synchronous code; (False, None) when it had to be disabled for it."""
+        try:
+            with self.watchdog.step(loaded.plugin.name):
+                return True, call()
+        except BaseException as exc:
+            if isinstance(exc, (Exception, *PASS_THROUGH)):
+                raise
+            self.disable(loaded, what, exc)
+            return False, None
+
+    async def watched(self, loaded: LoadedPlugin, what: str, call: Awaitable[T]) -> T:
+        """Await a plugin's coroutine under the watchdog; a fatal BaseException disables the
+        plugin and comes back as a PluginError (an Exception passes unchanged)."""
+        if loaded.disabled:
+            if asyncio.iscoroutine(call):
+                call.close()
+            raise PluginError(f"plugin {loaded.plugin.name} is disabled: {loaded.disabled}",
+                              user_message=apology(loaded.plugin.name))
+        try:
+            return await self.watchdog.run(loaded.plugin.name, call)
+        except BaseException as exc:
+            if isinstance(exc, (Exception, *PASS_THROUGH)):
+                raise
+            self.disable(loaded, what, exc)
+            loaded.failures += 1
+            raise PluginError(f"plugin {loaded.plugin.name}: {what}: {loaded.disabled}",
+                              user_message=apology(loaded.plugin.name)) from None
 
     def unknown_anchors(self, plugin: Plugin) -> list[str]:
         """Middleware anchors of ``plugin`` that name no middleware registered so far."""
@@ -78,7 +129,7 @@ class PluginWiring:
     async def _guard(self, loaded: LoadedPlugin, what: str, call: Awaitable[T]) -> T:
         """Await a plugin's code: its deliberate PersonabotErrors pass, anything else becomes an apology."""
         try:
-            return await call
+            return await self.watched(loaded, what, call)
         except Exception as exc:
             if isinstance(exc, PersonabotError) and not isinstance(exc, ConfigError):
                 raise  # a deliberate answer (usage, not found…); a ConfigError is the plugin's bug
@@ -108,15 +159,15 @@ class PluginWiring:
 
         def matches(ctx: Context) -> bool:
             event = ctx.event
-            if event.command is not None or not (event.addressed_to_bot or declared.unaddressed):
+            if loaded.disabled or event.command is not None or not (event.addressed_to_bot or declared.unaddressed):
                 return False
             try:
-                result = declared.trigger.test(event)
+                tested, result = self.watched_sync(loaded, f"trigger of {declared.name}", lambda: declared.trigger.test(event))
             except Exception:
                 loaded.failures += 1
                 loaded.ctx.log.exception("plugin %s: trigger of %s failed", loaded.plugin.name, declared.name)
                 return False
-            if not result:
+            if not tested or not result:
                 return False
             ctx.state[match_key] = result if isinstance(result, re.Match) else None
             return True
@@ -165,6 +216,9 @@ class PluginWiring:
         label = getattr(middleware, "__name__", "middleware")
 
         async def plugin_middleware(ctx: Context, call_next: Handler) -> None:
+            if loaded.disabled:
+                await call_next(ctx)
+                return
             downstream: list[BaseException] = []
             done = False
 
@@ -174,13 +228,18 @@ class PluginWiring:
                     return  # called twice: the event was already handled
                 done = True
                 try:
-                    await call_next(ctx)
+                    await self.watchdog.outside(call_next(ctx))  # the rest of the chain is not the plugin's code
                 except BaseException as exc:
                     downstream.append(exc)
                     raise
 
             try:
-                await middleware(Turn(loaded.ctx, ctx), next_step)
+                await self.watched(loaded, f"middleware {label}", middleware(Turn(loaded.ctx, ctx), next_step))
+            except PluginError as exc:
+                if (downstream and exc is downstream[0]) or not loaded.disabled:
+                    raise  # the chain's own error, or a deliberate answer of the plugin
+                if not done:  # disabled right now: the event goes on without the plugin
+                    await call_next(ctx)
             except Exception as exc:
                 if (downstream and exc is downstream[0]) or (
                     isinstance(exc, PersonabotError) and not isinstance(exc, ConfigError)
@@ -206,10 +265,14 @@ class PluginWiring:
     def _contributor(self, loaded: LoadedPlugin, contributor: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[list[PromptSection]]]:
         async def contribute(ctx: Context, persona: Persona) -> list[PromptSection]:
             """A failing contributor costs its context only: the reply still comes."""
+            if loaded.disabled:
+                return []
             try:
-                produced = await contributor(Turn(loaded.ctx, ctx), persona) or ()
+                produced = await self.watched(loaded, "prompt contributor", contributor(Turn(loaded.ctx, ctx), persona)) or ()
                 sections = [item if isinstance(item, PromptSection) else PromptSection(str(item)) for item in produced]
             except Exception:
+                if loaded.disabled:
+                    return []  # just now: already logged
                 loaded.failures += 1
                 loaded.ctx.log.exception("plugin %s: prompt contributor failed", loaded.plugin.name)
                 return []
@@ -219,9 +282,13 @@ class PluginWiring:
 
     def _reply_filter(self, loaded: LoadedPlugin, reply_filter: Callable[..., Awaitable[str]]) -> Callable[..., Awaitable[str]]:
         async def edit(ctx: Context, text: str) -> str:
+            if loaded.disabled:
+                return text
             try:
-                edited = await reply_filter(Turn(loaded.ctx, ctx), text)
+                edited = await self.watched(loaded, "reply filter", reply_filter(Turn(loaded.ctx, ctx), text))
             except Exception:
+                if loaded.disabled:
+                    return text  # just now: already logged
                 loaded.failures += 1
                 loaded.ctx.log.exception("plugin %s: reply filter failed; reply left as it was", loaded.plugin.name)
                 return text
