@@ -145,6 +145,7 @@ def run(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         async with operator, console, app as running:  # /healthz answers while the model loads
+            await running.store.claim_bot_process()  # SQLite: one bot process per file (PostgreSQL: any)
             operator.watch(running)
             if settings.web.enabled:
                 console.attach(running, metrics=operator.metrics, health=operator.health)

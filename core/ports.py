@@ -302,6 +302,12 @@ class Store(Protocol):
 
     async def quota_used(self, key: str, period: str) -> int: ...
 
+    async def claim_bot_process(self) -> None:
+        """Called once by a process that serves chats (``personabot run``). SQLite serves
+        one such process per file and refuses a second with StorageError naming
+        PostgreSQL; PostgreSQL lets any number share the database. Tools do not call it."""
+        ...
+
 
 @runtime_checkable
 class PluginStore(Protocol):

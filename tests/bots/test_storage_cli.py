@@ -130,3 +130,30 @@ def test_a_bot_file_with_a_postgresql_url_answers(tmp_path, pg_server):
     result = _ask(bot, {"PB_TEST_PW": PASSWORD})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
+
+
+def test_a_second_personabot_run_on_one_sqlite_file_is_refused_naming_postgresql(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    bot = tmp_path / "bot.toml"
+    bot.write_text(
+        'name = "twice"\n[model]\nbackend = "scripted"\nreplies = ["hi"]\n[storage]\npath = "twice.db"\n'
+        "[console]\nenabled = true\n",
+        encoding="utf-8",
+    )
+    command = [sys.executable, "-m", "bots.cli", "run", str(bot)]
+    env = {**os.environ, "PERSONABOT_DATA_DIR": str(tmp_path)}
+    first = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        first.stdin.write("hello\n".encode())
+        first.stdin.flush()
+        assert first.stdout.readline().decode().strip()  # it answered: it is serving, the claim is held
+        second = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=120)
+        assert second.returncode == 1, second.stderr
+        assert "another personabot process" in second.stderr and "PostgreSQL" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.kill()
+        first.wait()

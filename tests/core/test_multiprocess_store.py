@@ -128,13 +128,14 @@ async def test_a_quota_is_shared_by_processes_and_survives_a_restart(pg_url):
         assert await restarted.use_quota("user:telegram:1", "2026-12-01", 25) is False
 
 
-async def test_a_second_process_on_one_sqlite_file_is_refused_naming_postgresql(tmp_path):
+async def test_a_second_bot_process_on_one_sqlite_file_is_refused_naming_postgresql(tmp_path):
     path = tmp_path / "bot.db"
     holder = _child(
         """
         async def main(path):
-            async with SQLiteStore(path):
-                print("open", flush=True)
+            async with SQLiteStore(path) as store:
+                await store.claim_bot_process()
+                print("serving", flush=True)
                 await asyncio.sleep(60)
 
         asyncio.run(main(sys.argv[1]))
@@ -142,30 +143,29 @@ async def test_a_second_process_on_one_sqlite_file_is_refused_naming_postgresql(
         str(path),
     )
     try:
-        assert holder.stdout.readline().decode().strip() == "open"
-        with pytest.raises(StorageError, match="another personabot process.*PostgreSQL"):
-            async with SQLiteStore(path):
-                pass
+        assert holder.stdout.readline().decode().strip() == "serving"
+        async with SQLiteStore(path) as tool:  # an operator tool beside the running bot
+            await tool.touch_user("telegram:1", "Ann")
+            assert (await tool.forget_user("telegram:1"))["users"] == 1
+            with pytest.raises(StorageError, match="another personabot process.*PostgreSQL"):
+                await tool.claim_bot_process()  # a second bot process
     finally:
         holder.kill()
         holder.wait()
     async with SQLiteStore(path) as store:  # the lock went with the process
-        assert await store.record_event("after")
+        await store.claim_bot_process()
 
 
-async def test_an_operator_tool_may_open_the_file_of_a_running_bot(tmp_path):
-    path = tmp_path / "bot.db"
-    async with SQLiteStore(path) as bot, SQLiteStore(path, beside_bot=True) as tool:
-        await bot.touch_user("telegram:1", "Ann")
-        assert (await tool.export_user("telegram:1"))["user"]["display_name"] == "Ann"
-        assert (await tool.forget_user("telegram:1"))["users"] == 1
-        assert await bot.get_user("telegram:1") is None
+async def test_any_number_of_bot_processes_may_share_postgresql(pg_url):
+    async with PostgresStore(pg_url) as one, PostgresStore(pg_url) as two:
+        await one.claim_bot_process()
+        await two.claim_bot_process()
 
 
-def test_the_lock_is_released_when_the_store_closes(tmp_path):
+def test_the_claim_ends_when_the_store_closes(tmp_path):
     async def twice() -> None:
         for _ in range(2):
             async with SQLiteStore(tmp_path / "bot.db") as store:
-                await store.record_event(f"e{os.getpid()}-{_}")
+                await store.claim_bot_process()
 
     asyncio.run(twice())

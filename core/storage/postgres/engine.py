@@ -166,6 +166,9 @@ class PostgresEngine:
             except (TimeoutError, OSError, asyncpg.InterfaceError):
                 pool.terminate()
 
+    async def claim_bot_process(self) -> None:
+        """Any number of bot processes may share one PostgreSQL database: nothing to claim."""
+
     async def ping(self) -> None:
         """One round trip; StorageError if the database cannot be reached (readiness checks)."""
         await self._run("ping", lambda conn: conn.fetchval("SELECT 1"))

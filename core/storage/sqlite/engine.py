@@ -11,13 +11,14 @@ the writer, and with one writer nothing ever waits for a lock (busy_timeout only
 covers other programs, e.g. an operator's sqlite3 shell). ``":memory:"`` runs
 everything on one connection through the writer queue.
 
-One process. Locks, limits and the job schedule are shared through the store, but a
-second bot process on one SQLite file would run a second scheduler and a second
-writer: the store takes an exclusive ``flock`` on the database file while it is open,
-and a second opener is refused with a message naming PostgreSQL (the store for several
-processes). The lock goes with the process, so a crashed bot never blocks its restart. Operator
-tools that must work on a live bot's file (a privacy request) open it with
-``beside_bot=True``: no lock, SQLite's own file locking (busy_timeout) as before.
+One bot process. SQLite serves one bot process: a second one on the same file would
+run a second scheduler and a second writer. A process that serves chats calls
+``claim_bot_process()`` (``personabot run`` does), which takes an exclusive ``flock`` on
+the database file until the store closes; a second bot process is refused with a
+message naming PostgreSQL (the store for several processes). The lock goes with the
+process, so a crashed bot never blocks its restart. Operator tools (users export and
+forget, access approve, the standalone console) open the file beside a running bot
+without claiming it, under SQLite's own file locking (busy_timeout).
 
 Durability. ``synchronous=NORMAL`` is safe with WAL: a commit appends checksummed frames
 to the WAL and the fsync happens at checkpoints. A crashed or killed process loses
@@ -86,11 +87,8 @@ def _redact(value: object, user_id: str) -> object:
 class SQLiteEngine:
     """Lifecycle, writer and readers; the queries live in the store classes built on it."""
 
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time, beside_bot: bool = False) -> None:
-        """``beside_bot``: an operator tool (users export/forget) opening the file of a
-        running bot; it takes no process lock and relies on SQLite's own locking."""
+    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self._memory = str(path) == ":memory:"
-        self._beside_bot = beside_bot
         self.path: Path | str = ":memory:" if self._memory else Path(path).expanduser()
         self._clock = clock
         self._writer: aiosqlite.Connection | None = None
@@ -128,11 +126,9 @@ class SQLiteEngine:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 # Chats are personal data: create the file (and so its -wal/-shm) owner-only.
-                self._process_lock = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
             except OSError as exc:
                 raise StorageError(f"cannot open database {where}: {exc.strerror or exc}") from None
-            if not self._beside_bot:
-                self._lock_process(where)
         try:
             self._writer = await self._connect(writer=True)
             await migrate(self._writer, where)
@@ -163,9 +159,14 @@ class SQLiteEngine:
         await self._close_connections()
         self._unlock_process()
 
-    def _lock_process(self, where: str) -> None:
-        """Hold an exclusive flock on the file; another holder means another bot process."""
-        assert self._process_lock is not None
+    async def claim_bot_process(self) -> None:
+        """Hold an exclusive flock on the file until close; another holder is another bot process."""
+        if not self._open:
+            raise StorageError("claim_bot_process: the store is not open")
+        if self._memory or self._process_lock is not None:
+            return
+        where = str(self.path)
+        self._process_lock = os.open(self.path, os.O_RDWR)
         try:
             fcntl.flock(self._process_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
