@@ -84,6 +84,7 @@ async def build_generator(settings: BotSettings) -> Generator:
         context_window=model.context_window,
         max_batch_size=model.max_batch_size,
         max_queue=model.max_queue,
+        quantize=model.quantize,
     )
 
 
