@@ -140,6 +140,18 @@ async def test_a_quota_counts_to_its_limit_per_period(store):
         await store.use_quota("user:telegram:1", "d", 0)
 
 
+async def test_retention_drops_limit_state_last_touched_before_the_cutoff(store):
+    await store.take_token("user:telegram:old", 0.001, 1, T0)
+    await store.notice_due("user:telegram:old", T0, 10.0)
+    await store.acquire_lease("conversation:telegram:old", "w", T0, 10.0)
+    await store.take_token("user:telegram:new", 0.001, 1, T0 + 5000)
+    await store.delete_messages_before(T0 + 1000)
+    assert await store.take_token("user:telegram:old", 0.001, 1, T0 + 1) == 0.0  # a fresh bucket again
+    assert await store.notice_due("user:telegram:old", T0 + 1, 10.0) is True
+    assert await store.acquire_lease("conversation:telegram:old", "other", T0 + 1, 10.0) is True
+    assert await store.take_token("user:telegram:new", 0.001, 1, T0 + 5000) > 0  # kept: touched after the cutoff
+
+
 async def test_forget_user_removes_their_limit_state(store):
     await store.take_token(f"user:{ANN}", 1.0, 2, T0)
     await store.notice_due(f"user:{ANN}", T0, 10.0)

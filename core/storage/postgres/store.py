@@ -263,7 +263,7 @@ class PostgresStore(PeopleMixin, PluginDataMixin, SharedStateMixin, ConsoleQueri
     async def delete_messages_before(self, timestamp: float) -> int:
         """Retention, as SQLite's: chunks of at most RETENTION_CHUNK old messages, each
         one transaction (a reply goes with its user turn), then empty closed
-        conversations and old de-duplication ids."""
+        conversations, old de-duplication ids and limit state last touched before the cutoff."""
         cutoff = float(timestamp)
 
         async def chunk(conn: asyncpg.Connection) -> int:
@@ -277,6 +277,8 @@ class PostgresStore(PeopleMixin, PluginDataMixin, SharedStateMixin, ConsoleQueri
                 """DELETE FROM conversations WHERE NOT active
                    AND NOT EXISTS (SELECT 1 FROM messages WHERE conversation_id = conversations.id)""")
             await conn.execute("DELETE FROM processed_events WHERE seen_at < $1", cutoff)
+            for table, column in (("rate_buckets", "updated"), ("limit_notices", "until"), ("leases", "until")):
+                await conn.execute(f"DELETE FROM {table} WHERE {column} < $1", cutoff)
 
         total = 0
         while deleted := await self._run("delete_messages_before", chunk, tx=True):

@@ -362,7 +362,8 @@ class SQLiteStore(PeopleMixin, PluginDataMixin, SharedStateMixin, ConsoleQueries
 
     async def delete_messages_before(self, timestamp: float) -> int:
         """Retention: delete older messages (a reply goes with its user turn), closed
-        conversations left empty, and de-duplication ids seen before ``timestamp``.
+        conversations left empty, de-duplication ids seen before ``timestamp``, and limit
+        state (token buckets, notices, leases) last touched before it.
         Returns the number of messages deleted.
 
         Runs as a series of transactions of at most RETENTION_CHUNK old messages, so a
@@ -385,6 +386,10 @@ class SQLiteStore(PeopleMixin, PluginDataMixin, SharedStateMixin, ConsoleQueries
                    AND NOT EXISTS (SELECT 1 FROM messages WHERE conversation_id = conversations.id)"""
             )
             await db.execute("DELETE FROM processed_events WHERE seen_at < ?", (cutoff,))
+            # Limit state last touched before the cutoff: refilled buckets, ended notices and leases.
+            await db.execute("DELETE FROM rate_buckets WHERE updated < ?", (cutoff,))
+            await db.execute("DELETE FROM limit_notices WHERE until < ?", (cutoff,))
+            await db.execute("DELETE FROM leases WHERE until < ?", (cutoff,))
 
         total = 0
         while deleted := await self._write("delete_messages_before", chunk):
