@@ -228,9 +228,7 @@ class DiscordBot(discord.AutoShardedClient):
         if self.user is None:
             return
         model = self.app.settings.model
-        event = message_event(
-            message, self.user.id, self.options.channels, vision=model.vision, bots=self.app.settings.access.bots
-        )
+        event = message_event(message, self.user.id, self.options.channels, vision=model.vision)
         if event is None:
             return
         may_send, may_reference = self._send_permissions(message)
