@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,10 @@ import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from core.dispatcher import Context
 from core.errors import ConfigError, PersonabotError, PlatformError
+from core.events import ChatKind, ConversationKey, IncomingMessage, UserRef
+from core.records import StoredMessage
 from core.http.health import Health
 from adapters.discord.settings import DiscordSettings
 from core.settings import BotSettings
@@ -100,6 +104,9 @@ def without_voice() -> None:
     discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
 
 
+RECOVERY_WINDOW_S = 3600.0  # turns a crash left unanswered for longer than this stay unanswered
+
+
 class DiscordBot(discord.AutoShardedClient):
     """One bot's connection (its shards). Options here are for tests; the rest comes from the bot file.
 
@@ -143,6 +150,7 @@ class DiscordBot(discord.AutoShardedClient):
         )
         self._handlers: set[asyncio.Task[Any]] = set()
         self._muted_channels: set[int] = set()
+        self._recovery: list[tuple[asyncio.Lock, str, list[StoredMessage]]] | None = None  # taken before the gateway
 
     @property
     def edit_interval(self) -> float | None:
@@ -157,7 +165,9 @@ class DiscordBot(discord.AutoShardedClient):
             log.warning("discord: rate limited (HTTP 429) on a %s request; %d so far", params.method, self.rate_limit_hits)
 
     async def setup_hook(self) -> None:
-        """After login, before the gateway: publish the slash commands if the bot file asks to."""
+        """After login, before the gateway: the turns to recover, then the slash commands if
+        the bot file asks to publish them."""
+        await self._take_recovery()
         options = self.options
         if not (options.sync_guilds or options.sync_global):
             return
@@ -211,6 +221,75 @@ class DiscordBot(discord.AutoShardedClient):
         log.info("discord: connected as %s (%s) in %d servers", self.user, self.user.id, len(self.guilds))
         # scheduled jobs post to any channel, thread or DM by id from now on
         self.app.seams.outboxes.register(PLATFORM, ChannelOutbox(self, None, in_server=False, edit_interval=None))
+        self.start_recovery()
+
+    async def _take_recovery(self) -> None:
+        """Before the gateway connects (so no live message of this process is in flight):
+        the user turns stored but never answered (the process died mid-reply), each
+        conversation's lock taken, so a new message there is answered after them."""
+        if self._recovery is not None:
+            return
+        by_key: dict[str, list[StoredMessage]] = {}
+        for message, key in await self.app.store.unanswered(PLATFORM, time.time() - RECOVERY_WINDOW_S):
+            by_key.setdefault(key, []).append(message)
+        self._recovery = []
+        for key, messages in by_key.items():
+            lock = self.app.chat.lock(key)
+            await lock.acquire()
+            self._recovery.append((lock, key, messages))
+
+    def start_recovery(self) -> list[asyncio.Task[int]]:
+        """Answer the turns taken by :meth:`_take_recovery`, once per process (at the first READY).
+
+        As on Telegram (adapters/telegram/adapter.py): conversations recover concurrently,
+        turns of one in order; turns older than RECOVERY_WINDOW_S, from banned users or
+        from a conversation reset since stay as they are. The replies post to the channel
+        (no reference: the message may be gone).
+        """
+        taken, self._recovery = self._recovery or [], []
+        if taken:
+            log.info("discord: re-answering %d turns left unanswered in %d channels",
+                     sum(len(messages) for _, _, messages in taken), len(taken))
+
+        async def conversation(lock: asyncio.Lock, key: str, messages: list[StoredMessage]) -> int:
+            try:
+                with self.tracked():
+                    return sum([await self._reanswer(key, message) for message in messages])
+            finally:
+                lock.release()
+
+        return [asyncio.create_task(conversation(*item), name=f"discord recovery {item[1]}") for item in taken]
+
+    async def _reanswer(self, key_text: str, message: StoredMessage) -> int:
+        platform, _, rest = key_text.partition(":")
+        chat_id, _, thread_id = rest.partition("/")
+        try:
+            key = ConversationKey(platform, str(int(chat_id)), str(int(thread_id)) if thread_id else None)
+            user = UserRef.parse(message.user_id or "")
+        except ValueError:
+            log.warning("discord: cannot recover message %s: bad key %r", message.id, key_text)
+            return 0
+        store = self.app.store
+        conversation = await store.active_conversation(key)
+        if platform != PLATFORM or conversation.id != message.conversation_id or await self.app.is_banned(user.qualified):
+            return 0
+        channel = self.get_channel(int(thread_id or chat_id))
+        in_server = getattr(channel, "guild", None) is not None
+        event = IncomingMessage(
+            event_id=message.event_id or f"{PLATFORM}:recovered:{message.id}",
+            key=key,
+            user=user,
+            text=message.text,
+            chat_kind=ChatKind.GROUP if in_server else ChatKind.PRIVATE,
+        )
+        outbox = ChannelOutbox(self, None, in_server=in_server, edit_interval=None)
+        try:
+            await self.app.chat.respond(Context(event=event, outbox=outbox), conversation, message)
+            await outbox.aclose()
+        except Exception:
+            log.exception("discord: re-answering message %s in %s failed", message.id, key)
+            return 0
+        return 1
 
     def _send_permissions(self, message: discord.Message) -> tuple[bool, bool]:
         """(may send here, may reference messages here), from the cached permissions."""
@@ -228,7 +307,9 @@ class DiscordBot(discord.AutoShardedClient):
         if self.user is None:
             return
         model = self.app.settings.model
-        event = message_event(message, self.user.id, self.options.channels, vision=model.vision)
+        event = message_event(
+            message, self.user.id, self.options.channels, vision=model.vision, bots=self.app.settings.access.bots
+        )
         if event is None:
             return
         may_send, may_reference = self._send_permissions(message)
