@@ -42,7 +42,9 @@ def confirm_command(bot: Runtime, registry: ToolRegistry) -> CommandSpec:
             outcome, text = "ok", result_text(value, registry.settings.max_result_chars)
         except Exception as exc:
             outcome, text = "error", f"it failed ({exc if isinstance(exc, ToolError) else type(exc).__name__})"
-        await bot.store.audit(ctx.event.user.qualified, f"tool:{pending.tool.name}", pending.tool.owner, f"confirmed:{outcome}")
+        await bot.store.audit(
+            ctx.event.user.qualified, f"tool:{pending.tool.name}", pending.tool.owner, outcome, {"result": "confirmed"}
+        )
         return f"Done ({pending.tool.name}): {text}" if outcome == "ok" else f"{pending.tool.name}: {text}"
 
     return CommandSpec("confirm", "Approve the action the bot asked you about", confirm, private=True)

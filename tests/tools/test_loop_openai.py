@@ -229,3 +229,34 @@ async def test_without_tools_a_turn_is_a_plain_turn_and_admin_tools_lists_them()
         listing = await feed(bot, "/admin tools", user="telegram:999")
         assert "weather (core, on)" in listing.last and "wipe (core, on) [admin]" in listing.last
         assert "not offered" in listing.last
+
+
+async def test_a_confirm_tool_waits_for_the_user_s_confirm():
+    ran.clear()
+    async with tool_bot(make_tool(wipe, "wipe", "Wipe a cache", confirm=True)) as (bot, server):
+        server.replies += [tool_reply(("wipe", {"target": "mine"})), text_reply("Send /confirm to go ahead.")]
+        assert (await feed(bot, "wipe my cache")).texts == ["Send /confirm to go ahead."]
+        assert ran == [] and sent_messages(server, 1)[-1]["content"].startswith("not run yet: this action needs")
+        assert (await feed(bot, "/confirm", user="telegram:2")).last == "There is nothing waiting for your approval."
+        assert (await feed(bot, "/confirm")).last == "Done (wipe): wiped"
+        assert ran == [("wipe", {"target": "mine"})]
+        assert (await feed(bot, "/confirm")).last == "There is nothing waiting for your approval."
+
+
+def test_bad_tools_and_mcp_sections_are_config_errors_naming_the_field(tmp_path):
+    import pytest
+
+    from core.errors import ConfigError
+    from core.settings import load_bot_settings
+
+    cases = {
+        '[tools]\nmax_rounds = 0\n': "tools.max_rounds",
+        '[[mcp.servers]]\nname = "x"\n': "mcp.servers.0: Value error, give exactly one of command",
+        '[[mcp.servers]]\nname = "x"\ncommand = "y"\nenv = ["TOKEN=abc"]\n': "env lists variable names, not values",
+        '[[mcp.servers]]\nname = "x"\ncommand = "y"\n[[mcp.servers]]\nname = "x"\nurl = "http://h"\n': "unique",
+    }
+    for text, expected in cases.items():
+        path = tmp_path / "bot.toml"
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(ConfigError, match=expected):
+            load_bot_settings(path)
