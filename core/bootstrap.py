@@ -33,6 +33,7 @@ from core.runtime import Runtime
 from core.safety import setup_safety
 from core.seams import AdminPolicy
 from core.tools.feature import setup_tools
+from core.media_feature import setup_media
 from core.generation.reserve import reply_reserve_problem
 from core.settings import BUILTIN_MODEL, BotSettings
 
@@ -43,6 +44,7 @@ FEATURES: dict[str, Feature] = {
     "personalization": setup_personalization,
     "plugins": setup_plugins,
     "tools": setup_tools,
+    "media": setup_media,
 }
 """Order matters: safety wraps the generator first; plugins come after the features whose
 commands they see; tools last, so every feature's and plugin's tools are declared."""

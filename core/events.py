@@ -137,6 +137,7 @@ class ImageRef:
     url: str  # a data: URL with the bytes, or the platform's file URL when bytes are not kept
     mime_type: str = "image/jpeg"
     size: int = 0  # bytes
+    ref: str = ""  # the platform's stable reference (``telegram:file:ID``), what the store keeps
 
 
 @dataclass(frozen=True, slots=True)

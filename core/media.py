@@ -3,7 +3,9 @@
 Adapters fetch a photo or image attachment with a size limit (``[model] max_image_bytes``)
 and call :func:`image_ref`: the bytes must really be an image (magic numbers, not the
 file name), and become a ``data:`` URL that lives in memory for the turn only. The store
-keeps the turn's text (the caption, or :data:`IMAGE_TEXT` without one), never the bytes.
+keeps the turn's text (the caption, or :data:`IMAGE_TEXT` without one) and, through the
+``media`` feature (core/media_feature.py), each image's platform reference with the user's data (in /export, gone
+on /forget), never the bytes.
 Models without ``[model] vision`` get the caption and the user one short notice.
 """
 
@@ -46,13 +48,13 @@ def sniff_image(data: bytes) -> str | None:
     return None
 
 
-def image_ref(data: bytes, limit: int) -> ImageRef:
+def image_ref(data: bytes, limit: int, ref: str = "") -> ImageRef:
     if len(data) > limit:
         raise ImageRejected(TOO_LARGE)
     mime = sniff_image(data)
     if mime is None:
         raise ImageRejected(NOT_AN_IMAGE)
-    return ImageRef(f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}", mime, len(data))
+    return ImageRef(f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}", mime, len(data), ref)
 
 
 def with_images(messages: Sequence[ChatMessage], images: Sequence[ImageRef]) -> tuple[ChatMessage, ...]:
@@ -63,3 +65,4 @@ def with_images(messages: Sequence[ChatMessage], images: Sequence[ImageRef]) -> 
             out[index] = dataclasses.replace(out[index], images=tuple(images))
             break
     return tuple(out)
+

@@ -32,7 +32,7 @@ async def with_image(bot: Bot, message: Message, event: IncomingMessage, limit: 
         if file.file_size is not None and file.file_size > limit:
             return dataclasses.replace(event, media_notice=TOO_LARGE)
         data = bytes(await file.download_as_bytearray())
-        return dataclasses.replace(event, images=(image_ref(data, limit),))
+        return dataclasses.replace(event, images=(image_ref(data, limit, f"telegram:file:{file_id}"),))
     except ImageRejected as rejected:
         return dataclasses.replace(event, media_notice=rejected.notice)
     except TelegramError as error:

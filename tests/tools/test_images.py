@@ -101,13 +101,15 @@ async def discord_bot(monkeypatch, fake, llm, *, vision: bool, **model):
     settings = make_settings(discord=discord_settings(fake), model={
         "backend": "openai", "base_url": llm.base_url, "model": "fake", "vision": vision, **model})
     generator = OpenAIGenerator(base_url=llm.base_url, model="fake", vision=vision, max_retries=0)
-    async with build(settings, store=SQLiteStore(":memory:"), generator=generator, features=[]) as app:
+    from core.media_feature import setup_media
+
+    async with build(settings, store=SQLiteStore(":memory:"), generator=generator, features=[setup_media]) as app:
         bot = DiscordBot(app, guild_ready_timeout=0.01)
         stop = asyncio.Event()
         task = asyncio.create_task(run_bot(bot, stop))
         await asyncio.wait_for(fake.identified.wait(), 10)
         try:
-            yield
+            yield app
         finally:
             stop.set()
             await asyncio.wait_for(task, 10)
@@ -123,12 +125,18 @@ async def discord_fake():
 
 async def test_a_discord_attachment_goes_to_a_vision_model_and_a_fake_jpg_gets_a_notice(monkeypatch, discord_fake):
     fake = discord_fake
-    async with FakeOpenAI() as llm, discord_bot(monkeypatch, fake, llm, vision=True):
+    async with FakeOpenAI() as llm, discord_bot(monkeypatch, fake, llm, vision=True) as app:
         llm.replies.append(Reply(events=[delta("A cat."), finish()]))
         await fake.dispatch("MESSAGE_CREATE", fake.message(DM, 7, "what's this?", files=[("cat.png", "image/png", PNG)]))
         await fake.wait_for(lambda: fake.texts_in(DM) == ["A cat."])
         await fake.dispatch("MESSAGE_CREATE", fake.message(DM, 7, "and this?", files=[("dog.jpg", "image/jpeg", b"GIF? no")]))
         await fake.wait_for(lambda: fake.texts_in(DM)[1:] == [NOT_AN_IMAGE, "ok"])
+        # the second turn was answered under the conversation's lock, so the first one's observers ran
+        (kept,) = (await app.store.plugin_items("media", user_id="discord:7")).values()
+        assert kept == [{"ref": f"discord:attachment:{fake.downloads[0]}", "mime_type": "image/png", "size": len(PNG)}]
+        assert "base64" not in str(await app.store.export_user("discord:7"))  # a reference, never the bytes
+        await app.store.forget_user("discord:7")
+        assert await app.store.plugin_items("media", user_id="discord:7") == {}
     first, second = [r["json"]["messages"][-1]["content"] for r in llm.requests if r["json"]]
     assert first[0] == {"type": "text", "text": "what's this?"} and first[1]["image_url"]["url"].startswith("data:image/png;base64,")
     assert second == "and this?"
