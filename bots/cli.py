@@ -115,7 +115,9 @@ def ask(
 
 @app.command()
 def run(
-    file: Annotated[Path | None, typer.Argument(help="Bot file (TOML); wins over --bot.", show_default=False)] = None,
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="Bot file(s) (TOML); win over --bot. Several run in one process.", show_default=False)
+    ] = None,
     bot: BotOption = None,
     verbose: bool = True,
     shard_count: Annotated[int | None, typer.Option(help="Discord shards over all processes (overrides [discord]).")] = None,
@@ -124,8 +126,13 @@ def run(
     """Start every adapter the bot file enables (Telegram, Discord, console) in one process.
 
     With ``[http] enabled = true`` the process serves /healthz, /readyz and /metrics
-    (docs/scaling.md); the Telegram webhook shares that server.
+    (docs/scaling.md); the Telegram webhook shares that server. Several bot files run side
+    by side, sharing one loaded copy of each model they have in common (bots/multi.py).
     """
+    if files and len(files) > 1:
+        run_several(files, verbose, sharded=shard_count is not None or shard_ids is not None)
+        return
+    file = files[0] if files else None
     from bots.app_factory import bot_app
     from bots.shards import with_shards
     from core.bootstrap import select_features
@@ -161,6 +168,23 @@ def run(
                     raise task.exception()  # type: ignore[misc]
 
     run_async(main)
+
+
+def run_several(files: list[Path], verbose: bool, sharded: bool) -> None:
+    """``personabot run a.toml b.toml``: every file checked (secrets, one database each) before any model loads."""
+    from adapters.platforms import check_secrets
+    from bots.multi import check_distinct, run_bots
+
+    setup_logging(verbose)
+    with clean_errors():
+        if sharded:
+            raise ConfigError("--shard-count/--shard-ids: shard one bot per process, not several bot files")
+        bots = [load_settings(path) for path in files]
+        for settings in bots:
+            check_secrets(settings)
+            adapter_starters(settings)  # exit 2 now for a bot without adapters
+        check_distinct(bots)
+    run_async(lambda: run_bots(bots, adapter_starters, web_console))
 
 
 def web_console(settings: BotSettings, operator: Any) -> Any:

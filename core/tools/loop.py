@@ -94,7 +94,7 @@ async def answer_with_tools(
             break
         messages.append(ChatMessage("assistant", capture.text, tool_calls=capture.calls))
         if shows_status:
-            await streamer.consume(_one(Chunk(f"\n_{status_line([c.name for c in capture.calls])}_\n")))
+            await streamer.consume(_one(Chunk(f"\n({status_line([c.name for c in capture.calls])})\n")))
         fresh = [call for call in capture.calls if (call.name, call.arguments) not in earlier]
         outcomes = {id(o.call): o for o in await runner.run_all(tuple(fresh))}
         for call in capture.calls:
