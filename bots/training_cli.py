@@ -217,6 +217,7 @@ def _grounded_eval(models: list[Path], n: int, seed: int, temperature: float, md
     from rich.progress import track
     from rich.table import Table
 
+    import adapters.platforms  # noqa: F401  (registers the bot files' [console]/[telegram]/[discord] sections)
     from training.grounded_eval import METRICS, evaluate_grounded, fixed_prompt_replies, run, write_grounded_section
 
     reports = []

@@ -7,8 +7,8 @@ budget, generator and reply path (sources line included) answer. Reported per
 language:
 
 - fact recall: the reply to a question about a stated fact contains its value;
-- abstention: the reply to a question about a fact never stated contains no value of
-  that slot's lists (training or held-out), so it invented nothing;
+- abstention: the reply to a question about a fact never stated names no value of any
+  entity list (training or held-out), so it invented nothing;
 - passage use: the reply contains the sentence (synthetic held-out articles) or the
   answer phrase (the support bot's own help articles, found by its knowledge plugin)
   that answers the question; sources listed only for passages in the prompt;
@@ -220,13 +220,17 @@ class _PromptCapture(logging.Handler):
         self.last = record.getMessage()
 
 
+def invents(text: str, lang: str) -> bool:
+    """Whether ``text`` names any value of any entity list of ``lang`` (training or held-out)."""
+    return any(contains(text, value) for values in ENTITIES[lang].values() for value in values)
+
+
 def score(example: Example, reply: str) -> Outcome:
     text, _ = split_sources(reply)
     if example.kind == "recall":
         ok = all(contains(text, value) for value in example.expect)
     elif example.kind == "abstain":
-        slot_values = ENTITIES[example.lang][example.slot] if example.slot else example.forbid
-        ok = not any(contains(text, value) for value in slot_values)
+        ok = not invents(text, example.lang)
     else:
         ok = all(contains(" ".join(text.split()), " ".join(value.split())) for value in example.expect)
     return Outcome(example.lang, example.kind, example.history[-1].content, text, ok)
@@ -314,7 +318,7 @@ def write_grounded_section(md_path: str | Path, reports: Sequence[dict[str, Any]
              f"service (real prompt builder, token budget and sources line); temperature {first['temperature']}, "
              f"at most 48 new tokens, seed {first['seed']}. The support bot's own articles: "
              f"{len(SUPPORT_QUESTIONS)} questions found by its knowledge plugin. Abstention fails when the reply "
-             "names any value of the asked slot's lists. Targets: recall ≥ 0.9, abstention ≥ 0.8, passage use ≥ 0.8, "
+             "names any value of any entity list (a made-up fact). Targets: recall ≥ 0.9, abstention ≥ 0.8, passage use ≥ 0.8, "
              "language match ≥ 0.9.", "", "Command:", "", f"    {command}", ""]
     lines += ["| model | language | " + " | ".join(h for _, h in METRICS) + " | sources only from prompt |",
               "|---|---|" + "---|" * (len(METRICS) + 1)]
