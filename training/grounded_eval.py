@@ -314,7 +314,7 @@ def write_grounded_section(md_path: str | Path, reports: Sequence[dict[str, Any]
     first = reports[0]
     lines = [head, GROUNDED_MARK.strip("\n"), "",
              f"Held-out synthetic users and help articles (entities and products never used in training), "
-             f"{first['n_per_kind']} examples per kind and language, through `core.bootstrap.build_app` and the chat "
+             f"n examples per kind and language, through `core.bootstrap.build_app` and the chat "
              f"service (real prompt builder, token budget and sources line); temperature {first['temperature']}, "
              f"at most 48 new tokens, seed {first['seed']}. The support bot's own articles: "
              f"{len(SUPPORT_QUESTIONS)} questions found by its knowledge plugin. Abstention fails when the reply "
@@ -325,7 +325,8 @@ def write_grounded_section(md_path: str | Path, reports: Sequence[dict[str, Any]
     for report in reports:
         for lang, row in report["summary"].items():
             cells = [f"{row[key]:.2f}" if key in row else "–" for key, _ in METRICS]
-            lines.append(f"| {Path(report['model']).name} | {lang} | " + " | ".join(cells) + f" | {row['sources_only_from_prompt']} |")
+            name = f"{Path(report['model']).name} (n={report['n_per_kind']})"
+            lines.append(f"| {name} | {lang} | " + " | ".join(cells) + f" | {row['sources_only_from_prompt']} |")
     for report in reports:
         if report.get("fixed"):
             lines += ["", f"### 20 fixed prompts, sampled replies of `{Path(report['model']).name}`", "",
