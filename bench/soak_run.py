@@ -214,10 +214,17 @@ async def soak(args: argparse.Namespace) -> dict[str, object]:
     over_limit = len([c for c in api.calls if c.method == "sendMessage" and c.status == 400])
     with sqlite3.connect(folder / "soak.db") as db:
         integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
+        stored = {row[0] for row in db.execute("SELECT text FROM messages WHERE role = 'user'")}
+        unanswered = db.execute("SELECT count(*) FROM messages WHERE role = 'user' AND answered = 0").fetchone()[0]
+    delivered = {u["message"]["text"] for u in api.delivered if "message" in u}
+    queued = {u["message"]["text"] for u in api.updates if "message" in u}
     await api.close()
     return {
         "messages sent": len(tally.sent), "users": args.users, "groups": len(groups),
         "answered once": once, "answered twice": twice, "never answered": never,
+        "never answered: delivered to a bot process, never stored": len(delivered - stored),
+        "never answered: still queued at the fake (not yet fetched)": len(queued - delivered),
+        "never answered: stored, not answered (sends failed after retries)": unanswered,
         "over the platform limit": over_limit, "limit violations": violations(api, set(groups)),
         "429 answered": len([c for c in api.calls if c.status == 429]),
         "5xx answered": len([c for c in api.calls if c.status >= 500]),
