@@ -133,6 +133,7 @@ def run(
         run_several(files, verbose, sharded=shard_count is not None or shard_ids is not None)
         return
     file = files[0] if files else None
+    from adapters.platforms import check_secrets
     from bots.app_factory import bot_app
     from bots.shards import with_shards
     from core.bootstrap import select_features
@@ -141,6 +142,7 @@ def run(
     setup_logging(verbose)
     with clean_errors():
         settings = with_shards(load_settings(file or bot), shard_count, shard_ids)
+        check_secrets(settings)  # before any model or platform library loads: a missing token exits 2 at once
         starters = adapter_starters(settings)
         operator = Operator.from_settings(settings.http)
         app = bot_app(settings, metrics=operator.metrics, features=[*select_features(settings), setup_metrics])

@@ -3,21 +3,25 @@
     async with build_app(settings) as bot:     # core/bootstrap.py wires the parts
         await bot.dispatcher.feed(event, outbox)
 
-Opening: the store, the bot's personas into it, the generator (the model loads here,
-after every configuration check), the :class:`~core.runtime.Runtime`, then each
-feature's setup with the runtime and the exit stack. Then the declared seams that
-change the runtime are applied once: generator wrappers, feature personas and the
-middleware chain resolved from its stages. The App imports no feature.
+Opening: the store, the bot's personas into it, the :class:`~core.runtime.Runtime`,
+each feature's setup with the runtime and the exit stack, and only then the generator:
+the model loads after every check a feature makes of the bot file (a bad section exits
+2 without a model load). Then the declared seams that change the runtime are applied
+once: generator wrappers, feature personas and the middleware chain resolved from its
+stages. Features must not generate during setup. The App imports no feature.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
+from typing import Any
 
 from core.chat import ChatService
 from core.dispatcher import Dispatcher
+from core.errors import GenerationError
+from core.events import ChatMessage, Chunk, GenerationRequest
 from core.i18n import choose_locale
 from core.http.metrics import Metrics
 from core.personas import PersonaLibrary
@@ -29,6 +33,26 @@ from core.settings import BotSettings
 log = logging.getLogger(__name__)
 
 Feature = Callable[[Runtime, AsyncExitStack], Awaitable[None]]
+
+
+class NotLoaded:
+    """The generator while features set up: the model is not loaded yet, so nothing generates."""
+
+    name = "not loaded"
+    context_window = 0
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        raise GenerationError("the model is not loaded yet")
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        raise GenerationError("the model is not loaded yet")
+        yield  # pragma: no cover - makes this an async generator
+
+    async def health(self) -> dict[str, Any]:
+        return {"status": "loading"}
+
+    async def aclose(self) -> None:
+        return None
 
 
 class App:
@@ -65,14 +89,15 @@ class App:
         store = await self._stack.enter_async_context(await self._open_store())
         for persona in self.personas.all():
             await store.upsert_persona(persona.name, persona.model_dump(mode="json"))
-        generator = await self._open_generator()
-        self._stack.push_async_callback(generator.aclose)
         seams = Seams(admin_policies=dict(self._admin_policies))
-        chat = ChatService(self.settings, self.personas, store, generator, seams)
+        loading = NotLoaded()
+        chat = ChatService(self.settings, self.personas, store, loading, seams)
         dispatcher = Dispatcher(seams.routes, locale=choose_locale([self.settings.language]))
-        bot = Runtime(self.settings, self.personas, store, generator, self._embedder, seams, chat, dispatcher, self._metrics)
+        bot = Runtime(self.settings, self.personas, store, loading, self._embedder, seams, chat, dispatcher, self._metrics)
         for feature in self._features:
             await feature(bot, self._stack)
+        bot.generator = await self._open_generator()  # the model loads after every feature checked its section
+        self._stack.push_async_callback(bot.generator.aclose)
         for wrap in seams.generator_wrappers:
             bot.generator = wrap(bot.generator)
         chat.generator = bot.generator
