@@ -62,8 +62,9 @@ async def test_bots_naming_one_model_share_one_load_and_close_it_once():
     assert len(closed) == 2 and registry.loaded == 0
 
 
-async def test_two_bots_in_one_process_both_answer_with_one_model_load(monkeypatch, caplog):
+async def test_two_bots_in_one_process_both_answer_with_one_model_load(monkeypatch, caplog, tmp_path):
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    monkeypatch.setenv("PERSONABOT_DATA_DIR", str(tmp_path))  # each bot's own database, fresh
     first, second = await FakeBotAPI().start(), await FakeBotAPI().start()
     try:
         bots = [  # no features: the embedder would load too, and this test is about the generator
