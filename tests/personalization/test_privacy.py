@@ -60,6 +60,8 @@ async def test_export_contains_everything_stored_about_the_user(tmp_path):
             assert {(row[0], row[1]) for row in rows} <= {(s["scope"], s["name"]) for s in mine["settings"]}
         elif table == "audit_log":
             assert {row[0] for row in rows} <= {e["id"] for e in mine["audit"]}
+        elif table in ("rate_buckets", "limit_notices", "quotas", "leases"):
+            assert {(table, row[0]) for row in rows} <= {(item["table"], item["key"]) for item in mine["limits"]}
         else:
             assert table in {"users", "profiles", "conversations"}, f"{table} rows are not exported"
     # and the replies the bot gave them

@@ -130,10 +130,16 @@ class PeopleMixin:
             audit = await conn.fetch(
                 f"SELECT {v.AUDIT_COLS} FROM audit_log WHERE {_AUDIT_NAMES_USER} ORDER BY id", *names)
             plugin_data, plugin_jobs = await plugin_rows_of(conn, uid)
-            return v.export_document(
+            document = v.export_document(
                 uid, user, profile, memories, messages, settings, await _linked(conn, uid), audit, plugin_data,
                 plugin_jobs,
             )
+            limits = []
+            for table, column in _LIMIT_TABLES:  # rate-limit and quota state keyed by the user's id
+                rows = await conn.fetch(f"SELECT {column} FROM {table} WHERE {_names(column, '$1', '$2')}", *names[:2])
+                limits += [{"table": table, "key": row[0]} for row in rows]
+            document["limits"] = sorted(limits, key=lambda item: (item["table"], item["key"]))
+            return document
 
         return await self._run("export_user", op, snapshot=True)
 

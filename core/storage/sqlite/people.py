@@ -106,9 +106,18 @@ class PeopleMixin:
                 {"uid": uid, "json_uid": v.in_json(uid)},
             )
             plugin_data, plugin_jobs = await plugin_rows_of(db, uid)
-            return v.export_document(
+            document = v.export_document(
                 uid, user, profile, memories, messages, settings, await _linked(db, uid), audit, plugin_data, plugin_jobs
             )
+            limits = []
+            for table, column in _LIMIT_TABLES:  # rate-limit and quota state keyed by the user's id
+                rows = await fetch_all(
+                    db, f"SELECT {column} FROM {table} WHERE instr({column}, :uid) AND pb_mentions({column}, :uid)",
+                    {"uid": uid},
+                )
+                limits += [{"table": table, "key": row[0]} for row in rows]
+            document["limits"] = sorted(limits, key=lambda item: (item["table"], item["key"]))
+            return document
 
         return await self._read("export_user", op, snapshot=True)
 
