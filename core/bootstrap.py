@@ -148,8 +148,8 @@ async def setup_core(bot: Runtime, stack: AsyncExitStack) -> None:
         "rate_limit",
         RateLimiter(
             limits.user_messages_per_minute, limits.user_burst, limits.chat_messages_per_minute, limits.chat_burst,
-            store=bot.store,  # shared by the bot's processes, kept across restarts
             on_limited=bot.metrics.rate_limited.inc,
+            store=bot.store,  # shared by the bot's processes, kept across restarts
         ),
     )
     if limits.channel_cooldown_s > 0:

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from core.dispatcher import Context, Handler, Middleware
 from core.errors import InputRejected, RateLimited
 from core.ports import Store
-from core.i18n import _
 from core.shared_limits import SharedLimits
+from core.i18n import _
 from core.text import normalize_user_text
 
 def limit_input(max_chars: int) -> Middleware:

@@ -78,11 +78,13 @@ def image_attachment(message: discord.Message) -> discord.Attachment | None:
 
 
 def message_event(
-    message: discord.Message, bot_id: int, channels: Collection[str] = (), *, vision: bool = False
+    message: discord.Message, bot_id: int, channels: Collection[str] = (), *, vision: bool = False,
+    bots: Collection[str] = (),
 ) -> IncomingMessage | None:
     """A gateway message as a core event, or None when the bot must stay silent.
 
-    Silent for bots (itself included), webhooks, system messages, server messages not
+    Silent for bots (itself included; ``bots`` lists the qualified ids of those let through,
+    marked ``from_bot``), webhooks, system messages, server messages not
     addressed to the bot, and server messages with no text (only an attachment, a
     sticker or an embed). In DMs every message is addressed; an empty one reaches the
     core, which answers with a one-line notice. An image attachment counts as text for a
@@ -90,7 +92,8 @@ def message_event(
     short notice that images are not read.
     """
     author = message.author
-    if author.bot or author.id == bot_id or message.webhook_id is not None or message.type not in _CHAT_TYPES:
+    listed_bot = author.bot and f"{PLATFORM}:{author.id}" in bots
+    if (author.bot and not listed_bot) or author.id == bot_id or message.webhook_id is not None or message.type not in _CHAT_TYPES:
         return None
     channel = message.channel
     key = conversation_key(channel, message.channel.id)
@@ -119,6 +122,7 @@ def message_event(
         space_id=space,
         user_roles=role_ids(author),
         nsfw=is_nsfw(channel),
+        from_bot=listed_bot,
         media_notice=notice,
     )
 

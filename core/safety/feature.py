@@ -47,8 +47,8 @@ async def setup_safety(bot: Runtime, stack: AsyncExitStack) -> None:
 
     limits = bot.settings.limits
     limiter = AbuseLimiter(
-        limits, exempt=bot.is_admin if settings.exempt_admins else (lambda event: False), store=bot.store,
-        on_limited=bot.metrics.rate_limited.inc,
+        limits, exempt=bot.is_admin if settings.exempt_admins else (lambda event: False),
+        on_limited=bot.metrics.rate_limited.inc, store=bot.store,
     )
     seams = bot.seams
     seams.middlewares.replace("rate_limit", limiter)

@@ -23,6 +23,7 @@ from core.ports import Generator, Store
 from core.shared_limits import SharedLimits
 from core.settings import LimitsSettings
 
+
 def utc_today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 
