@@ -3,12 +3,13 @@
     async with build_app(settings) as bot:     # core/bootstrap.py wires the parts
         await bot.dispatcher.feed(event, outbox)
 
-Opening: the store, the bot's personas into it, the :class:`~core.runtime.Runtime`,
-each feature's setup with the runtime and the exit stack, and only then the generator:
-the model loads after every check a feature makes of the bot file (a bad section exits
-2 without a model load). Then the declared seams that change the runtime are applied
-once: generator wrappers, feature personas and the middleware chain resolved from its
-stages. Features must not generate during setup. The App imports no feature.
+Opening: the store, the :class:`~core.runtime.Runtime`, each feature's setup with the
+runtime and the exit stack, and only then the generator: the model loads after every
+check a feature makes of the bot file (a bad section exits 2 without a model load).
+Then the declared seams that change the runtime are applied once: generator wrappers,
+feature personas (every persona is then written to the store) and the middleware chain
+resolved from its stages. Features must not generate during setup. The App imports no
+feature.
 """
 
 from __future__ import annotations
@@ -87,8 +88,6 @@ class App:
 
     async def _open(self) -> Runtime:
         store = await self._stack.enter_async_context(await self._open_store())
-        for persona in self.personas.all():
-            await store.upsert_persona(persona.name, persona.model_dump(mode="json"))
         seams = Seams(admin_policies=dict(self._admin_policies))
         loading = NotLoaded()
         chat = ChatService(self.settings, self.personas, store, loading, seams)
@@ -103,8 +102,8 @@ class App:
         chat.generator = bot.generator
         if seams.personas:
             self.personas.extend(seams.personas)
-            for persona in seams.personas:
-                await store.upsert_persona(persona.name, persona.model_dump(mode="json"))
+        for persona in self.personas.all():  # the bot file's and the features' personas, as the bot serves them
+            await store.upsert_persona(persona.name, persona.model_dump(mode="json"))
         bot.dispatcher.set_chain([(f"{p.stage}:{p.name}", p.middleware) for p in seams.middlewares.resolve()])
         log.info("%s: %s", self.settings.name, " → ".join(bot.dispatcher.describe()))
         return bot

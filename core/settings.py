@@ -141,10 +141,6 @@ def register_platform_section(name: str, model: type[PlatformSection]) -> None:
     _PLATFORM_SECTIONS[name] = model
 
 
-def platform_section_names() -> tuple[str, ...]:
-    return tuple(_PLATFORM_SECTIONS)
-
-
 class AccessSettings(_Section):
     """Who may talk to the bot (core/access.py). Empty lists and no pairing: everyone (the default)."""
 
