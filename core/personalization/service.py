@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from core import confirmations
 from core.catalog import CatalogItem
 from core.dispatcher import Context, Handler
 from core.events import ChatKind
@@ -258,20 +259,13 @@ class Personalization:
     async def request_forget(self, user: str) -> None:
         """Hold a /forget for confirmation, in the store: ``/forget confirm`` works from the
         next process too (``personabot ask``, a restart), until the deadline."""
-        deadline = self.clock() + self.options.forget_confirm_ttl_s
-        await self.store.set_setting(user_scope(user), FORGET_SETTING, json.dumps({"until": deadline}))
+        ttl = self.options.forget_confirm_ttl_s
+        await confirmations.hold(self.store, user_scope(user), FORGET_SETTING, {}, ttl_s=ttl, now=self.clock())
 
     async def take_forget_request(self, user: str) -> bool:
         """Whether a /forget of ``user`` waits for confirmation and is still in time; it is used up."""
-        async with self.user_lock(user):
-            raw = await self.store.get_setting(user_scope(user), FORGET_SETTING)
-            if raw is None:
-                return False
-            await self.store.set_setting(user_scope(user), FORGET_SETTING, None)
-        try:
-            return float(json.loads(raw)["until"]) > self.clock()
-        except (ValueError, KeyError, TypeError):
-            return False
+        taken = await confirmations.take(self.store, user_scope(user), FORGET_SETTING, now=self.clock())
+        return taken.status == "ok"
 
     def user_data_holders(self) -> list[UserDataHolder]:
         return list(self._seams.user_data)

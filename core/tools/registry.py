@@ -8,45 +8,15 @@ chat turn is exactly a plain turn.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
 
 from core.errors import ConfigError
 from core.events import ChatKind, IncomingMessage
 from core.ports import PluginStore
 from core.tools.settings import ToolsSettings
-from core.tools.spec import Tool, ToolContext
+from core.tools.spec import Tool
 
 AdminCheck = Callable[[IncomingMessage], bool]
-PENDING_S = 600.0  # a call waiting for /confirm expires after ten minutes
-
-
-@dataclass(frozen=True, slots=True)
-class PendingCall:
-    tool: Tool
-    arguments: dict[str, Any]
-    ctx: ToolContext
-    until: float
-
-
-class PendingCalls:
-    """Calls of ``confirm`` tools waiting for the user's /confirm: one per user, the latest."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._calls: dict[str, PendingCall] = {}
-        self._clock = clock
-
-    def hold(self, user_id: str, tool: Tool, arguments: dict[str, Any], ctx: ToolContext) -> None:
-        self._calls[user_id] = PendingCall(tool, arguments, ctx, self._clock() + PENDING_S)
-
-    def take(self, user_id: str) -> PendingCall | None:
-        call = self._calls.pop(user_id, None)
-        return call if call is not None and call.until > self._clock() else None
-
-    def drop(self, user_id: str) -> bool:
-        return self._calls.pop(user_id, None) is not None
 
 
 class ToolRegistry:
@@ -55,7 +25,6 @@ class ToolRegistry:
         self.settings = ToolsSettings()
         self._is_admin: AdminCheck | None = None
         self.offer = False  # the model backend takes tools ([model] tools) and the feature is on
-        self.pending = PendingCalls()
         self.trace_store: PluginStore | None = None  # where a turn's calls are kept (with the user's data)
 
     def configure(

@@ -19,6 +19,7 @@ from core.errors import PersonabotError, PluginError
 from core.events import ToolCall
 from core.logmask import PROCESS_MASK
 from core.ports import Store
+from core.tools.confirm import hold_call
 from core.tools.registry import ToolRegistry
 from core.tools.spec import ArgumentsInvalid, Tool, ToolContext, ToolError
 
@@ -110,7 +111,7 @@ class ToolRunner:
         if not await self.store.use_quota(f"tools:{self.ctx.user_id}", period, settings.max_calls_per_user_per_hour):
             return ToolOutcome(call, "limited", "error: the user's hourly tool limit is reached; answer without tools"), raw
         if tool.confirm:
-            self.registry.pending.hold(self.ctx.user_id, tool, arguments, self.ctx)
+            await hold_call(self.store, self.ctx, tool.name, raw, ttl_s=settings.confirm_ttl_s, now=time.time())
             return ToolOutcome(call, "pending", "not run yet: this action needs the user's approval. Tell the user to "
                                "send /confirm to run it, or ignore it to cancel."), raw
         return None, arguments

@@ -27,6 +27,7 @@ class ToolsSettings(_Section):
     max_repairs: int = Field(2, ge=0, le=8)  # unknown tool, invalid JSON, repeated call: retries before a plain reply
     tool_timeout_s: float = Field(20.0, gt=0)
     max_result_chars: int = Field(4000, ge=100)  # what the model is given of one result
+    confirm_ttl_s: float = Field(600.0, ge=10.0, le=86400.0)  # a call of a confirm tool waits this long for /confirm
     status: bool = True  # show "using: …" in the draft where the platform edits messages
 
 

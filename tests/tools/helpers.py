@@ -41,14 +41,14 @@ def tools_feature(*tools):
 
 
 @asynccontextmanager
-async def tool_bot(*tools, tools_section: dict | None = None, extra_features=(), embedder=None, **settings):
+async def tool_bot(*tools, tools_section: dict | None = None, extra_features=(), embedder=None, store=None, **settings):
     async with FakeOpenAI() as server:
         generator = OpenAIGenerator(base_url=server.base_url, model="fake", max_retries=0)
         data = {"model": {"backend": "openai", "base_url": server.base_url, "model": "fake"},
                 "limits": {"user_burst": 1000, "chat_burst": 1000},
                 "tools": tools_section or {}, **settings}
         async with bot_app(
-            make_settings(**data), store=SQLiteStore(":memory:"), generator=generator, embedder=embedder,
+            make_settings(**data), store=store or SQLiteStore(":memory:"), generator=generator, embedder=embedder,
             features=[*extra_features, tools_feature(*tools), setup_tools],
         ) as bot:
             yield bot, server

@@ -240,7 +240,7 @@ async def test_a_confirm_tool_waits_for_the_user_s_confirm():
         assert (await feed(bot, "/confirm", user="telegram:2")).last == "There is nothing waiting for your approval."
         assert (await feed(bot, "/confirm")).last == "Done (wipe): wiped"
         assert ran == [("wipe", {"target": "mine"})]
-        assert (await feed(bot, "/confirm")).last == "There is nothing waiting for your approval."
+        assert (await feed(bot, "/confirm")).last == "That action was already approved."
 
 
 def test_bad_tools_and_mcp_sections_are_config_errors_naming_the_field(tmp_path):
