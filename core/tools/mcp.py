@@ -69,6 +69,7 @@ class _Server:
         self._broken = asyncio.Event()
         self._session: Any = None
         self._errlog = sys.stderr  # the server's own stderr (its logs) goes to ours
+        self._http_error = ""  # the last HTTP error status a url server answered
 
     def describe(self) -> str:
         tools = [tool.name for tool in self.registry.all() if tool.owner == self.owner]
@@ -78,9 +79,7 @@ class _Server:
     def _transport(self) -> Any:
         config = self.config
         if config.url is not None:
-            from mcp.client.streamable_http import streamable_http_client
-
-            return streamable_http_client(config.url)
+            return self._http_transport()
         from mcp import StdioServerParameters
         from mcp.client.stdio import stdio_client
 
@@ -90,6 +89,26 @@ class _Server:
             log.warning("mcp server %s: environment variable(s) %s not set", config.name, missing)
         parameters = StdioServerParameters(command=config.command or "", args=list(config.args), env=env, cwd=config.cwd)
         return stdio_client(parameters, errlog=self._errlog)
+
+    @contextlib.asynccontextmanager
+    async def _http_transport(self) -> Any:
+        """Streamable HTTP with the headers the entry names, their values read from the environment."""
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
+
+        config = self.config
+        missing = sorted({name for name in config.headers.values() if name not in os.environ})
+        if missing:
+            log.warning("mcp server %s: environment variable(s) %s not set", config.name, missing)
+        headers = {header: os.environ[name] for header, name in config.headers.items() if name in os.environ}
+        async def note_status(response: Any) -> None:  # the SDK's error says "error response", not which
+            if response.status_code >= 400:
+                self._http_error = f"HTTP {response.status_code}"
+
+        async with create_mcp_http_client(headers=headers) as client:
+            client.event_hooks = {**client.event_hooks, "response": [*client.event_hooks.get("response", []), note_status]}
+            async with streamable_http_client(config.url or "", http_client=client) as streams:
+                yield streams
 
     async def supervise(self) -> None:
         config = self.config
@@ -103,7 +122,8 @@ class _Server:
                 if isinstance(leaf, TimeoutError) and not self.problem:
                     self.problem = f"no answer within {config.start_timeout_s:g} s"
                 else:
-                    self.problem = self.problem or f"{type(leaf).__name__}: {leaf}"[:300]
+                    answered = f" ({self._http_error})" if self._http_error else ""
+                    self.problem = self.problem or f"{type(leaf).__name__}: {leaf}{answered}"[:300]
                 log.warning("mcp server %s failed: %s", config.name, self.problem)
             finally:
                 self.up.clear()
@@ -124,7 +144,7 @@ class _Server:
 
         config = self.config
         self._broken.clear()
-        self.problem = ""
+        self.problem, self._http_error = "", ""
         async with contextlib.AsyncExitStack() as stack:
             # asyncio.timeout, not wait_for: the SDK's task groups must be entered and left in this task
             async with asyncio.timeout(config.start_timeout_s):
@@ -210,7 +230,7 @@ class McpServers:
     async def __aenter__(self) -> "McpServers":
         if not self.servers:
             return self
-        self._mask.enter_context(masking_env([name for s in self.servers for name in s.config.env]))
+        self._mask.enter_context(masking_env([name for s in self.servers for name in (*s.config.env, *s.config.headers.values())]))
         started = time.monotonic()
         self._tasks = [asyncio.create_task(server.supervise(), name=f"mcp:{server.config.name}") for server in self.servers]
         for server in self.servers:

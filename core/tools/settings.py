@@ -38,6 +38,7 @@ class McpServer(_Section):
     cwd: str | None = None  # working folder of a stdio server
     url: str | None = None  # streamable HTTP endpoint
     env: tuple[str, ...] = ()  # names of environment variables passed to the server (values never in the file)
+    headers: dict[str, str] = {}  # streamable HTTP: header name -> the environment variable holding its value
     allow: tuple[str, ...] | None = None  # tool names offered; None: every tool the server lists
     admin_only: bool = False  # its tools only for admins
     groups_allowed: bool = True
@@ -51,6 +52,8 @@ class McpServer(_Section):
             raise ValueError("give exactly one of command (stdio) or url (streamable HTTP)")
         if self.url is not None and not self.url.startswith(("http://", "https://")):
             raise ValueError("url must start with http:// or https://")
+        if self.headers and self.url is None:
+            raise ValueError("headers are for a url (streamable HTTP) server; a stdio server takes env")
         return self
 
     @field_validator("env")
@@ -60,6 +63,16 @@ class McpServer(_Section):
             if not _ENV_NAME.match(name):
                 raise ValueError(f"env lists variable names, not values: {name!r} is not a name")
         return names
+
+    @field_validator("headers")
+    @classmethod
+    def _header_env_names(cls, headers: dict[str, str]) -> dict[str, str]:
+        for header, name in headers.items():
+            if not re.match(r"^[A-Za-z0-9-]{1,64}$", header):
+                raise ValueError(f"{header!r} is not an HTTP header name")
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"headers name the environment variable holding each value: {name!r} is not a name")
+        return headers
 
 
 class McpSettings(_Section):
