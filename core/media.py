@@ -2,7 +2,7 @@
 
 Adapters fetch a photo or image attachment with a size limit (``[model] max_image_bytes``)
 and call :func:`image_ref`: the bytes must really be an image (magic numbers, not the
-file name), and become a ``data:`` URL that lives in memory for the turn only. The store
+file name, and they must decode whole with Pillow), and become a ``data:`` URL that lives in memory for the turn only. The store
 keeps the turn's text (the caption, or :data:`IMAGE_TEXT` without one) and, through the
 ``media`` feature (core/media_feature.py), each image's platform reference with the user's data (in /export, gone
 on /forget), never the bytes.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import io
 from collections.abc import Sequence
 
 from core.events import ChatMessage, ImageRef
@@ -48,11 +49,24 @@ def sniff_image(data: bytes) -> str | None:
     return None
 
 
+def decodes(data: bytes) -> bool:
+    """Whether the bytes decode as a whole image (a truncated or corrupt file with a valid
+    header does not), within Pillow's decompression-bomb limit."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return False
+    return True
+
+
 def image_ref(data: bytes, limit: int, ref: str = "") -> ImageRef:
     if len(data) > limit:
         raise ImageRejected(TOO_LARGE)
     mime = sniff_image(data)
-    if mime is None:
+    if mime is None or not decodes(data):
         raise ImageRejected(NOT_AN_IMAGE)
     return ImageRef(f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}", mime, len(data), ref)
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from core.errors import GenerationError
 from core.events import ChatMessage, Chunk, FinishReason, GenerationParams, GenerationRequest
+from core.generation import vision
 from core.generation.prompt import PromptRenderer
 from core.generation.tool_calls import tool_call_stream
 from core.generation.relay import Interrupts, relay
@@ -133,6 +134,7 @@ class SharedModel:
     executor: concurrent.futures.ThreadPoolExecutor
     users: int = 0
     batcher: Any = None  # ContinuousBatcher, started by the first generator that wants batching
+    processor: Any = None  # a vision-language model's processor (core/generation/vision.py)
     stats: dict[str, int] = field(default_factory=lambda: {"runs": 0, "generated_tokens": 0})
     stats_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -149,7 +151,7 @@ _CACHE_LOCK = threading.Lock()
 def _load_blocking(key: tuple[Any, ...], source: str, is_local: bool, adapter: str | None, device: str, dtype: str,
                    trust_remote_code: bool, quantize: str | None = None) -> SharedModel:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     _register_custom_model(source, is_local)
     device = _pick_device(device)
@@ -161,7 +163,8 @@ def _load_blocking(key: tuple[Any, ...], source: str, is_local: bool, adapter: s
         where = "local folder" if is_local else "hub id (not found locally, and the hub was unreachable or has no such model)"
         raise GenerationError(f"cannot load the tokenizer of {source} ({where}): {exc}") from exc
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+        model = vision.model_class(config).from_pretrained(source, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     except Exception as exc:
         raise GenerationError(f"cannot load model {source}: {type(exc).__name__}: {exc}") from exc
     if adapter:
@@ -180,7 +183,8 @@ def _load_blocking(key: tuple[Any, ...], source: str, is_local: bool, adapter: s
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="personabot-generate")
     log.info("loaded %s on %s (%s)", source, device, str(torch_dtype).removeprefix("torch."))
     dtype_name = "int8 linear layers, float32 elsewhere" if quantize else str(torch_dtype).removeprefix("torch.")
-    return SharedModel(key, source, model, tokenizer, device, dtype_name, executor)
+    processor = vision.load_processor(source, config, trust_remote_code)  # None for text-only models
+    return SharedModel(key, source, model, tokenizer, device, dtype_name, executor, processor=processor)
 
 
 async def acquire_model(
@@ -270,6 +274,7 @@ class TransformersGenerator:
         self.name = f"transformers:{shared.source}"
         self.context_window = context_window or context_window_of(shared.model.config, shared.tokenizer)
         self.renderer = PromptRenderer(shared.tokenizer)
+        self.vision = vision.VisionPrompt(shared.processor) if shared.processor is not None else None  # turns with images
         self.stop_ids = _stop_ids(shared.model, shared.tokenizer)
         self._pad_id = shared.tokenizer.pad_token_id if shared.tokenizer.pad_token_id is not None else self.stop_ids[0] if self.stop_ids else 0
         self._inflight: dict[asyncio.Future[Any], _Job] = {}
@@ -309,7 +314,7 @@ class TransformersGenerator:
         shared = await acquire_model(model, adapter=adapter, device=device, dtype=dtype, trust_remote_code=trust_remote_code, quantize=quantize)
         try:
             generator = cls(shared, context_window=context_window)
-            if batching is not False and shared.batcher is None:
+            if batching is not False and shared.batcher is None and shared.processor is None:
                 generator._start_batcher(
                     required=batching is True, max_batch_size=max_batch_size, max_queue=max_queue,
                     max_active_per_user=max_active_per_user, max_waiting_per_user=max_waiting_per_user, cache_tokens=cache_tokens,
@@ -362,12 +367,13 @@ class TransformersGenerator:
         if params.max_new_tokens < 1:
             raise GenerationError("max_new_tokens must be at least 1")
         tools = request.tools if self.renderer.supports_tools else ()  # off for templates without tools
-        ids = self.renderer.encode(request.messages, tools)
+        with_images = self.vision is not None and any(message.images for message in request.messages)
+        ids, images = self.vision.encode(request.messages, tools) if with_images else (self.renderer.encode(request.messages, tools), {})
         max_new = self._budget(len(ids), params)
-        if self._batched and params.seed is None:
+        if self._batched and params.seed is None and not images:
             chunks = self._stream_batched(ids, params, max_new, request)
         else:
-            chunks = self._stream_sequential(ids, params, max_new, request.conversation_id)
+            chunks = self._stream_sequential(ids, params, max_new, request.conversation_id, images)
         return tool_call_stream(chunks) if tools and request.tool_choice != "none" else chunks
 
     def cancel(self, conversation_id: str) -> int:
@@ -377,14 +383,15 @@ class TransformersGenerator:
         """
         return self._interrupts.fire(conversation_id)
 
-    async def _stream_sequential(self, ids: list[int], params: GenerationParams, max_new: int, conversation_id: str) -> AsyncIterator[Chunk]:
+    async def _stream_sequential(self, ids: list[int], params: GenerationParams, max_new: int, conversation_id: str,
+                                 images: dict[str, Any] | None = None) -> AsyncIterator[Chunk]:
         from transformers import AsyncTextIteratorStreamer
 
         job = _Job(time.monotonic() + params.timeout_s)
         stops = (*params.stop, *self.renderer.stop_strings)
         streamer = AsyncTextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._shared.executor, self._generate_blocking, ids, params, max_new, stops, streamer, job)
+        future = loop.run_in_executor(self._shared.executor, self._generate_blocking, ids, params, max_new, stops, streamer, job, images)
         self._inflight[future] = job
         future.add_done_callback(lambda done: self._inflight.pop(done, None))
 
@@ -430,7 +437,8 @@ class TransformersGenerator:
         config.stop_strings = list(stops) or None
         return config
 
-    def _generate_blocking(self, ids: list[int], params: GenerationParams, max_new: int, stops: Sequence[str], streamer: Any, job: _Job) -> list[int]:
+    def _generate_blocking(self, ids: list[int], params: GenerationParams, max_new: int, stops: Sequence[str], streamer: Any, job: _Job,
+                           images: dict[str, Any] | None = None) -> list[int]:
         """Runs on the worker thread. Always ends the streamer, so the consumer never hangs."""
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
@@ -454,6 +462,7 @@ class TransformersGenerator:
                     streamer=streamer,
                     stopping_criteria=StoppingCriteriaList([_StopWhenTold()]),
                     tokenizer=self.tokenizer if stops else None,
+                    **vision.on_device(images or {}, self.model),
                 )
         except BaseException:
             streamer.end()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import io
 
 import pytest
 
@@ -16,7 +17,17 @@ from tests.adapters.telegram_fake_server import TOKEN, FakeBotAPI
 from tests.adapters.telegram_support import TOKEN_ENV, bot_app, serving, telegram_settings, until
 from tests.generation.fake_openai import FakeOpenAI, delta, finish, Reply
 
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
+
+
+def png(width: int = 4, height: int = 3) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(out, "PNG")
+    return out.getvalue()
+
+
+PNG = png()
 
 
 @pytest.fixture
