@@ -78,6 +78,10 @@ async def build_generator(settings: BotSettings) -> Generator:
         )
     from core.generation.transformers_backend import TransformersGenerator
 
+    if model.vision:  # from config.json, before any weights load
+        from core.generation.vision import check_vision_model
+
+        check_vision_model(resolve_model_path(model.path), str(settings.source))
     return await TransformersGenerator.load(
         resolve_model_path(model.path),
         adapter=model.adapter,
