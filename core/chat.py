@@ -21,8 +21,8 @@ from core.events import ChatKind, ChatMessage, GenerationRequest, IncomingMessag
 from core.media import with_images
 from core.personas import Persona, PersonaLibrary
 from core.ports import Generator, Store
-from core.prompt import Budget, PromptSection, plan_prompt
-from core.records import Conversation, StoredMessage
+from core.prompt import Budget, PromptSection, TokenCounts, plan_prompt
+from core.records import Conversation, StoredMessage, TurnContext
 from core.settings import BotSettings
 from core.streaming import ReplyStreamer, typing_indicator
 from core.tools.loop import answer_with_tools
@@ -43,6 +43,12 @@ def space_scope(event: IncomingMessage) -> str | None:
     return f"space:{event.key.platform}:{event.space_id}" if event.space_id else None
 
 
+def persona_scopes(event: IncomingMessage) -> list[str]:
+    """Where a persona may be set for this event, most specific first; the bot's last."""
+    space = space_scope(event)
+    return [chat_scope(event), *([space] if space else []), "bot"]
+
+
 class ChatService:
     def __init__(
         self, settings: BotSettings, personas: PersonaLibrary, store: Store, generator: Generator, seams: "Seams"
@@ -52,33 +58,39 @@ class ChatService:
         self.seams = seams
         self._locks: dict[str, asyncio.Lock] = {}
         self._inflight: dict[str, set[asyncio.Task]] = {}
+        self._token_counts: tuple[Generator, TokenCounts] | None = None
+
+    def token_counts(self) -> TokenCounts:
+        """Per-message token counts of the current generator, kept across turns."""
+        if self._token_counts is None or self._token_counts[0] is not self.generator:
+            self._token_counts = (self.generator, TokenCounts(self.generator.count_tokens))
+        return self._token_counts[1]
 
     async def resolve_persona(self, event: IncomingMessage, conversation: Conversation) -> Persona:
         """Conversation choice, then channel, then server, then the user's own, then the bot's."""
-        store, personas = self.store, self.personas
-        candidates = [conversation.persona, await store.get_setting(chat_scope(event), "persona")]
-        space = space_scope(event)
-        if space:
-            candidates.append(await store.get_setting(space, "persona"))
+        context = await self.store.turn_context(conversation.id, event.user.qualified, "persona", persona_scopes(event), 0)
+        return self._persona_in(event, conversation, context)
+
+    def _persona_in(self, event: IncomingMessage, conversation: Conversation, context: TurnContext) -> Persona:
+        chosen = context.settings
+        candidates = [conversation.persona, *(chosen.get(scope) for scope in persona_scopes(event)[:-1])]
         if event.chat_kind is not ChatKind.GROUP:
-            profile = await store.get_profile(event.user.qualified)
-            candidates.append(profile.preferences.get("persona"))
-        candidates.append(await store.get_setting("bot", "persona"))
+            candidates.append(context.profile.preferences.get("persona"))
+        candidates.append(chosen.get("bot"))
         for name in candidates:
-            if name and name in personas:
-                return personas.get(name)
-        return personas.get(self.settings.personas.default)
+            if name and name in self.personas:
+                return self.personas.get(name)
+        return self.personas.get(self.settings.personas.default)
 
     async def handle(self, ctx: Context) -> None:
         event = ctx.event
-        store = self.store
         async with self.lock(event.key.qualified):  # turns of one conversation are answered in order
-            await store.touch_user(event.user.qualified, event.user_display_name)
-            conversation = await store.active_conversation(event.key)
-            user_turn = await store.add_user_message(conversation.id, event.user.qualified, event.text, event.event_id)
+            started = await self.store.begin_turn(
+                event.key, event.user.qualified, event.user_display_name, event.text, event.event_id
+            )
             for notice in (*ctx.notices, *([event.media_notice] if event.media_notice else [])):
                 await ctx.reply(notice)
-            await self.respond(ctx, conversation, user_turn)
+            await self.respond(ctx, started.conversation, started.user_turn)
 
     def lock(self, conversation_key: str) -> asyncio.Lock:
         """The lock that orders the turns of one conversation; crash recovery answers under it too."""
@@ -87,16 +99,19 @@ class ChatService:
     async def respond(self, ctx: Context, conversation: Conversation, user_turn: StoredMessage) -> str:
         """Answer a stored user turn (also used to answer turns left unanswered by a crash)."""
         event = ctx.event
-        persona = (await self.resolve_persona(event, conversation)).localized(ctx.locale)
-        stored = await self.store.history(conversation.id, limit=self.settings.limits.history_messages + 1)
-        history = [ChatMessage(message.role, message.text) for message in stored if message.id <= user_turn.id]
+        context = await self.store.turn_context(  # one read: persona settings, profile, history
+            conversation.id, event.user.qualified, "persona", persona_scopes(event), self.settings.limits.history_messages + 1
+        )
+        persona = self._persona_in(event, conversation, context).localized(ctx.locale)
+        history = [ChatMessage(message.role, message.text) for message in context.history if message.id <= user_turn.id]
         sections: list[PromptSection] = []
         for contributor in self.seams.prompt_contributors:
             sections += await contributor(ctx, persona)
         params = self.settings.model.generation.to_params()
         generator = self.generator
         built = plan_prompt(
-            persona, history, generator.count_tokens, Budget(generator.context_window, params.max_new_tokens), sections
+            persona, history, generator.count_tokens, Budget(generator.context_window, params.max_new_tokens), sections,
+            self.token_counts(),
         )
         if log.isEnabledFor(logging.DEBUG):
             log.debug("prompt for %s\n%s", event.event_id, built.describe(generator.count_tokens))

@@ -29,6 +29,8 @@ from core.records import (
     Profile,
     ScheduledJob,
     StoredMessage,
+    TurnContext,
+    TurnStart,
     UserRecord,
 )
 
@@ -161,6 +163,20 @@ class Store(Protocol):
 
     async def history(self, conversation_id: int, limit: int = 50) -> list[StoredMessage]:
         """The last ``limit`` messages, oldest first."""
+        ...
+
+    async def begin_turn(
+        self, key: ConversationKey, user_id: str, display_name: str, text: str, event_id: str | None = None
+    ) -> TurnStart:
+        """``touch_user``, ``active_conversation`` and ``add_user_message`` as one write."""
+        ...
+
+    async def turn_context(
+        self, conversation_id: int, user_id: str, setting: str, scopes: Sequence[str], history_limit: int
+    ) -> TurnContext:
+        """The user's profile, the setting ``setting`` in each of ``scopes`` where set, and
+        the last ``history_limit`` messages, in one read (what ``get_profile``,
+        ``get_setting`` and ``history`` return)."""
         ...
 
     async def unanswered(self, platform: str, since: float = 0.0) -> list[tuple[StoredMessage, str]]:

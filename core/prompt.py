@@ -23,6 +23,7 @@ are neutralised by the Generator when it tokenizes (see core/generation).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -132,6 +133,24 @@ class BuiltPrompt:
         return "\n".join(lines)
 
 
+class TokenCounts:
+    """Per-message token counts, least recently used dropped beyond ``size``."""
+
+    def __init__(self, count_tokens: TokenCounter, size: int = 4096) -> None:
+        self.count_tokens, self.size = count_tokens, size
+        self._counts: OrderedDict[ChatMessage, int] = OrderedDict()
+
+    def one(self, message: ChatMessage) -> int:
+        counts = self._counts
+        if message in counts:
+            counts.move_to_end(message)
+            return counts[message]
+        count = counts[message] = self.count_tokens([message])
+        if len(counts) > self.size:
+            counts.popitem(last=False)
+        return count
+
+
 def _alternate(messages: list[ChatMessage]) -> list[ChatMessage]:
     """Merge consecutive turns of the same role: many chat templates require alternation."""
     merged: list[ChatMessage] = []
@@ -161,8 +180,12 @@ def plan_prompt(
     count_tokens: TokenCounter,
     budget: Budget,
     sections: Sequence[PromptSection] = (),
+    counts: TokenCounts | None = None,
 ) -> BuiltPrompt:
     """The prompt for the last message of ``history`` (which must be the user's).
+
+    ``counts`` caches per-message token counts across turns (the chat service keeps
+    one per generator), so a stored message is tokenized once, not on every turn.
 
     Parts are placed greedily in the order of keeping (module docstring); a part
     that does not fit is left out while smaller later ones may still fit, except
@@ -201,20 +224,30 @@ def plan_prompt(
         messages.append(last)
         return _alternate(messages)
 
-    costs: dict[ChatMessage, int] = {}
+    counts = counts if counts is not None else TokenCounts(count_tokens)
 
-    def cost(messages: list[ChatMessage]) -> int:
-        """Sum of per-message counts: one tokenizer call per distinct message. Each count
-        carries the template's glue once more, so it errs high; an exact count settles it."""
-        for message in messages:
-            if message not in costs:
-                costs[message] = count_tokens([message])
-        return sum(costs[message] for message in messages)
+    def group_cost(group: Sequence[ChatMessage]) -> int:
+        return sum(counts.one(message) for message in group)
+
+    # Placing is additive: each candidate adds its own per-message counts (each carries
+    # the template's glue once more, so the sum errs high); one exact count settles it.
+    example_costs = [group_cost(example) for example in examples]
+    group_costs = [group_cost(group) for group in groups]
+    context_costs: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
+
+    def estimate(choice: Mapping[str, list[int]]) -> int:
+        key = (tuple(sorted(choice["memory"])), tuple(sorted(choice["passage"])))
+        if key not in context_costs:  # the context turn is one message: count it as rendered
+            held = [memories[i] for i in key[0]] + [passages[i] for i in key[1]]
+            context_costs[key] = group_cost(render_context(held))
+        return (fixed + context_costs[key] + sum(example_costs[i] for i in choice["examples"])
+                + sum(group_costs[len(groups) - 2 - i] for i in choice["history"])
+                + (group_costs[-1] if choice["recent"] else 0))
 
     limit = budget.prompt_tokens
     if count_tokens(assemble(chosen, current)) > limit:
         current = _cut_to_fit(current, lambda message: count_tokens(assemble(chosen, message)) <= limit)
-    base = cost(assemble(chosen, current))
+    fixed = counts.one(system) + counts.one(current)
 
     def place(part: str, ceiling: int) -> None:
         if part == "history" and sizes["recent"] and not chosen["recent"]:
@@ -222,14 +255,14 @@ def plan_prompt(
         for index in range(sizes[part]):
             if index in chosen[part]:
                 continue
-            if cost(assemble({**chosen, part: chosen[part] + [index]}, current)) <= ceiling:
+            if estimate({**chosen, part: chosen[part] + [index]}) <= ceiling:
                 chosen[part].append(index)
             elif part == "history":
                 break  # history stays contiguous: no older exchange without the newer ones
 
     for part in PARTS:  # reserved shares first, each part's own tokens within its share
         if budget.min_shares.get(part):
-            place(part, cost(assemble(chosen, current)) + int(budget.min_shares[part] * limit))
+            place(part, estimate(chosen) + int(budget.min_shares[part] * limit))
     for part in PARTS:
         place(part, limit)
     # Merged turns or template glue can still push it over: drop in reverse order of keeping.

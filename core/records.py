@@ -65,6 +65,23 @@ class Memory:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnStart:
+    """What storing a user turn gives back: its conversation and the stored turn."""
+
+    conversation: Conversation
+    user_turn: StoredMessage
+
+
+@dataclass(frozen=True, slots=True)
+class TurnContext:
+    """What a reply is built from, read in one round trip (``Store.turn_context``)."""
+
+    profile: Profile
+    settings: dict[str, str]  # scope -> value of the one setting asked for, where set
+    history: tuple[StoredMessage, ...]  # oldest first
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     id: int
     at: float

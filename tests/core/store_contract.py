@@ -461,3 +461,49 @@ async def test_a_failing_call_does_not_disturb_concurrent_ones(store):
 from tests.core.store_console_contract import *  # noqa: E402, F403  (part two: the console's queries)
 
 __all__ = [name for name in dir() if name.startswith("test_")]
+
+
+# -- one write and one read per turn ------------------------------------------------------
+
+
+async def test_begin_turn_stores_what_the_three_calls_store(store):
+    first = await store.begin_turn(DM, ANN, "Ann", "你好 first", "telegram:update:10")
+    again = await store.begin_turn(DM, ANN, "", "second")
+    assert first.conversation == again.conversation == await store.active_conversation(DM)
+    assert (first.user_turn.role, first.user_turn.user_id, first.user_turn.text, first.user_turn.event_id) == (
+        "user", ANN, "你好 first", "telegram:update:10")
+    assert [m.text for m in await store.history(first.conversation.id)] == ["你好 first", "second"]
+    user = await store.get_user(ANN)
+    assert (user.display_name, user.message_count) == ("Ann", 2)
+    other = await store.begin_turn(GROUP, BOB, "Bob", "hi")
+    assert other.conversation.id != first.conversation.id
+
+
+async def test_begin_turn_after_a_reset_uses_the_new_conversation(store):
+    first = await store.begin_turn(DM, ANN, "Ann", "old")
+    fresh = await store.reset_conversation(DM)
+    turn = await store.begin_turn(DM, ANN, "Ann", "new")
+    assert turn.conversation.id == fresh.id != first.conversation.id
+
+
+async def test_turn_context_returns_what_the_separate_reads_return(store):
+    conversation, _, _ = await _turn(store, DM, ANN, "one", "reply one")
+    for text in TRICKY_TEXTS:
+        await _turn(store, DM, ANN, text, f"re: {text}")
+    await store.save_profile(Profile(ANN, {"name": "Ann", "language": "zh"}, {"training": True}, (0.5, -1.0), 3))
+    await store.set_setting("bot", "persona", "tutor")
+    await store.set_setting("chat:telegram:1001", "persona", "friend")
+    await store.set_setting("chat:telegram:1001", "other", "x")
+    scopes = ["chat:telegram:1001", "space:telegram:9", "bot"]
+    for limit in (0, 1, 5, 100):
+        context = await store.turn_context(conversation.id, ANN, "persona", scopes, limit)
+        assert context.profile == await store.get_profile(ANN)
+        assert context.settings == {
+            scope: value for scope in scopes if (value := await store.get_setting(scope, "persona")) is not None}
+        assert list(context.history) == await store.history(conversation.id, limit)
+
+
+async def test_turn_context_of_a_new_user_is_empty(store):
+    conversation = await store.active_conversation(GROUP)
+    context = await store.turn_context(conversation.id, CAT, "persona", [], 10)
+    assert (context.profile, context.settings, context.history) == (Profile(CAT), {}, ())

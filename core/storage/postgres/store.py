@@ -24,12 +24,13 @@ from core.storage.postgres.engine import PostgresEngine
 from core.storage.postgres.people import PeopleMixin
 from core.storage.postgres.plugin_data import PluginDataMixin
 from core.storage.postgres.shared import SharedStateMixin, count
+from core.storage.postgres.turns import TurnsMixin
 
 RETENTION_CHUNK = 2000  # old messages deleted per transaction
 _M_COLS = ", ".join("m." + c for c in v.MSG_COLS.split(", "))
 
 
-class PostgresStore(PeopleMixin, PluginDataMixin, SharedStateMixin, ConsoleQueriesMixin, PostgresEngine):
+class PostgresStore(TurnsMixin, PeopleMixin, PluginDataMixin, SharedStateMixin, ConsoleQueriesMixin, PostgresEngine):
     """``async with PostgresStore("postgresql://bot@db:5432/bot", password=...) as store: ...``"""
 
     # -- users -----------------------------------------------------------------------

@@ -24,11 +24,12 @@ from core.storage.sqlite.engine import SQLiteEngine, changes, fetch_all, one
 from core.storage.sqlite.people import PeopleMixin
 from core.storage.sqlite.plugin_data import PluginDataMixin
 from core.storage.sqlite.shared import SharedStateMixin
+from core.storage.sqlite.turns import TurnsMixin
 
 RETENTION_CHUNK = 2000  # old messages deleted per transaction
 
 
-class SQLiteStore(PeopleMixin, PluginDataMixin, SharedStateMixin, ConsoleQueriesMixin, SQLiteEngine):
+class SQLiteStore(TurnsMixin, PeopleMixin, PluginDataMixin, SharedStateMixin, ConsoleQueriesMixin, SQLiteEngine):
     """``async with SQLiteStore("bot.db") as store: ...`` — see engine.py for the concurrency."""
 
     # -- users -----------------------------------------------------------------------
