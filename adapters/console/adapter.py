@@ -2,6 +2,7 @@
 
 The console user is the operator of the machine, so console identities are admins
 (:func:`console_admin_policy`): whoever can run the CLI can already open the database.
+The transcript shows the tool calls of a turn after its reply (:func:`tool_transcript`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import TextIO
 from core.commands import parse_command_text
 from core.events import ChatKind, ConversationKey, IncomingMessage, Reply, SentMessage, UserRef
 from core.runtime import Runtime
+from core.tools.trace import traces_of
 
 PLATFORM = "console"
+TOOL_RESULT_CHARS = 160  # of a tool result, in the transcript lines after a reply
 
 
 def console_event(text: str, user: str, event_id: str | None = None) -> IncomingMessage:
@@ -35,6 +38,21 @@ def console_event(text: str, user: str, event_id: str | None = None) -> Incoming
         command=parse_command_text(text),
         user_display_name=user,
     )
+
+
+def tool_line(record: dict) -> str:
+    """One tool call of a turn as a transcript line: the call, its outcome and the result's start."""
+    result = " ".join(str(record.get("result", "")).split())
+    result = result if len(result) <= TOOL_RESULT_CHARS else result[: TOOL_RESULT_CHARS - 1] + "…"
+    return f"  [tool {record.get('tool')}({record.get('arguments', '')}) → {record.get('outcome')}] {result}"
+
+
+async def tool_transcript(app: Runtime, event: IncomingMessage) -> list[str]:
+    """The tool calls and results stored with the turn ``event`` started (core/tools/trace.py)."""
+    found = await app.store.turn_by_event(event.event_id)
+    if found is None:
+        return []
+    return [tool_line(record) for record in (await traces_of(app.store, [found[0]])).get(found[0].id, [])]
 
 
 def console_admin_policy(event: IncomingMessage) -> bool:
@@ -119,7 +137,10 @@ async def serve(app: Runtime, user: str = "you", stop: asyncio.Event | None = No
             if line is None or line.strip() in {"/quit", "/exit"}:
                 print()
                 return
-            await app.dispatcher.feed(console_event(line, user), outbox)
+            event = console_event(line, user)
+            await app.dispatcher.feed(event, outbox)
             outbox.end_line()
+            for tool in await tool_transcript(app, event) if event.command is None else ():
+                print(tool)
     finally:
         stopped.cancel()

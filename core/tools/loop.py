@@ -14,7 +14,6 @@ plain turn, byte for byte.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -25,10 +24,8 @@ from core.streaming import ReplyStreamer
 from core.tools.registry import ToolRegistry
 from core.tools.runner import ToolOutcome, ToolRunner
 from core.tools.spec import ToolContext
+from core.tools.trace import keep_trace
 
-log = logging.getLogger(__name__)
-
-TRACE_NAMESPACE = "tools"  # plugin-store namespace of the stored calls (user-scoped rows)
 GAVE_UP = "Sorry, I could not finish that with my tools. Could you ask again, maybe in other words?"
 REPAIRED = frozenset({"unknown", "invalid"})
 
@@ -109,15 +106,5 @@ async def answer_with_tools(
                 repairs += outcome.outcome in REPAIRED
             records.append(outcome.record())
             messages.append(ChatMessage("tool", outcome.content, tool_call_id=call.id))
-    await _keep(registry, event.user.qualified, turn_id, records)
+    await keep_trace(registry.trace_store, event.user.qualified, turn_id, records)
     return reply if reply.strip() else GAVE_UP if records else reply
-
-
-async def _keep(registry: ToolRegistry, user_id: str, turn_id: int, records: list[dict]) -> None:
-    """The turn's calls and results, stored as the user's data (in /export, gone on /forget)."""
-    if not records or registry.trace_store is None:
-        return
-    try:
-        await registry.trace_store.plugin_set(TRACE_NAMESPACE, f"turn:{turn_id}", records, user_id=user_id)
-    except Exception:
-        log.exception("could not store the tool calls of turn %s", turn_id)

@@ -9,6 +9,7 @@ import logging
 from aiohttp import web
 
 from core.errors import NotFound
+from core.tools.trace import traces_of
 from core.web.console import CONSOLE, Console, client_address
 from core.web.auth import COOKIE, redeem_link_token, same_secret
 from core.web.i18n import LANG_COOKIE, LANGUAGES
@@ -189,7 +190,7 @@ async def conversation(request: web.Request) -> web.Response:
     more = turns[-1].id if len(turns) == TURNS_PAGE and shown < total else None
     return console.render(
         request, "conversation.jinja", s=summary, turns=turns, first=shown_before + 1, last=shown, more=more,
-        paged=after > 0, at_end=shown >= total,
+        paged=after > 0, at_end=shown >= total, tools=await traces_of(console.store, turns),
     )
 
 
@@ -208,6 +209,10 @@ async def conversation_export(request: web.Request) -> web.Response:
         "conversation": {"id": c.id, "key": c.key, "persona": c.persona, "started_at": c.started_at, "active": c.active},
         "turns": [dataclasses.asdict(turn) for turn in turns],
     }
+    traced = await traces_of(console.store, turns)  # a user turn's tool calls and results go with it
+    for turn in data["turns"]:
+        if turn["id"] in traced:
+            turn["tool_calls"] = traced[turn["id"]]
     await console.audit("export conversation", c.key, turns=len(turns))
     return web.Response(
         body=json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8"),
