@@ -383,8 +383,7 @@ class TransformersGenerator:
         """
         return self._interrupts.fire(conversation_id)
 
-    async def _stream_sequential(self, ids: list[int], params: GenerationParams, max_new: int, conversation_id: str,
-                                 images: dict[str, Any] | None = None) -> AsyncIterator[Chunk]:
+    async def _stream_sequential(self, ids: list[int], params: GenerationParams, max_new: int, conversation_id: str, images: dict[str, Any] | None = None) -> AsyncIterator[Chunk]:
         from transformers import AsyncTextIteratorStreamer
 
         job = _Job(time.monotonic() + params.timeout_s)
@@ -437,8 +436,7 @@ class TransformersGenerator:
         config.stop_strings = list(stops) or None
         return config
 
-    def _generate_blocking(self, ids: list[int], params: GenerationParams, max_new: int, stops: Sequence[str], streamer: Any, job: _Job,
-                           images: dict[str, Any] | None = None) -> list[int]:
+    def _generate_blocking(self, ids: list[int], params: GenerationParams, max_new: int, stops: Sequence[str], streamer: Any, job: _Job, images: dict[str, Any] | None = None) -> list[int]:
         """Runs on the worker thread. Always ends the streamer, so the consumer never hangs."""
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
