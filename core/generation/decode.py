@@ -59,10 +59,11 @@ class DecodeModel:
         self.embed, self.norm, self.lm_head, self.rotary = inner.embed_tokens, _norm(inner.norm), model.lm_head, inner.rotary_emb
         self.layers = [self._layer(layer) for layer in inner.layers]
         self.length = 0
+        self.allocated = 0  # rows held in memory: grown on use up to ``rows``, so an idle bot stays small
         self.keys: list[Any] = []
         self.values: list[Any] = []
         self.cos = self.sin = torch.empty(0)
-        self._grow(min(initial_length, max_length))
+        self._grow(1, min(initial_length, max_length))
 
     def _layer(self, layer: Any) -> tuple[Any, ...]:
         attn, mlp = layer.self_attn, layer.mlp
@@ -84,22 +85,35 @@ class DecodeModel:
             new = self.length
             while new < length:
                 new *= 2
-            self._grow(min(new, self.max_length))
+            self._grow(self.allocated, min(new, self.max_length))
 
-    def _grow(self, length: int) -> None:
+    def ensure_rows(self, rows: int) -> None:
+        """Make rows ``0..rows-1`` exist (doubling); ValueError past the engine's ``rows``."""
+        if rows > self.rows:
+            raise ValueError(f"row {rows - 1} is past the cache's {self.rows} rows")
+        if rows > self.allocated:
+            new = self.allocated
+            while new < rows:
+                new *= 2
+            self._grow(min(new, self.rows), self.length)
+
+    def _grow(self, rows: int, length: int) -> None:
         import torch
 
-        shape = (self.rows, self.kv_heads, length, self.head_dim)
+        shape = (rows, self.kv_heads, length, self.head_dim)
         keys, values = [], []
         for i in range(len(self.layers)):
             k = torch.zeros(shape, device=self.device, dtype=self.dtype)
             v = torch.zeros(shape, device=self.device, dtype=self.dtype)
             if self.length:
-                k[:, :, : self.length] = self.keys[i]
-                v[:, :, : self.length] = self.values[i]
+                k[: self.allocated, :, : self.length] = self.keys[i]
+                v[: self.allocated, :, : self.length] = self.values[i]
             keys.append(k)
             values.append(v)
-        self.keys, self.values, self.length = keys, values, length
+        self.keys, self.values, self.allocated = keys, values, rows
+        if length == self.length:
+            return
+        self.length = length
         positions = torch.arange(length, device=self.device)[None]
         probe = torch.zeros(1, device=self.device, dtype=self.dtype)
         cos, sin = self.rotary(probe, positions)
@@ -109,6 +123,7 @@ class DecodeModel:
         """Exchange the first ``length`` cached positions of rows ``a`` and ``b``."""
         if a == b or length <= 0:
             return
+        self.ensure_rows(max(a, b) + 1)
         for cache in (*self.keys, *self.values):
             cache[[a, b], :, :length] = cache[[b, a], :, :length]
 
@@ -149,6 +164,7 @@ class DecodeModel:
         import torch.nn.functional as F
 
         batch, n = ids.shape
+        self.ensure_rows(first + batch)
         heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
         cos = self.cos[positions].unsqueeze(1)  # [B, 1, n, dim]
         sin = self.sin[positions].unsqueeze(1)

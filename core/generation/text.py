@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 
@@ -48,6 +49,9 @@ class StopFilter:
         return "" if self.hit is not None else held
 
 
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
 def approx_tokens(text: str) -> int:
     """A deliberately generous token estimate for when no tokenizer is at hand.
 
@@ -55,15 +59,9 @@ def approx_tokens(text: str) -> int:
     one per character (often more) for CJK and other non-Latin scripts; counting those
     characters one each keeps history trimming on the safe side for Chinese users.
     """
-    ascii_chars = wide = 0
-    for ch in text:
-        if ord(ch) < 128:
-            ascii_chars += 1
-        elif unicodedata.category(ch).startswith("M"):
-            continue  # combining marks ride on the previous character
-        else:
-            wide += 1
-    return wide + -(-ascii_chars // 4)
+    others = _NON_ASCII.findall(text)  # per character only where it matters: a prompt is counted every turn
+    wide = sum(1 for ch in others if not unicodedata.category(ch).startswith("M"))  # marks ride on the previous
+    return wide + -(-(len(text) - len(others)) // 4)
 
 
 MESSAGE_OVERHEAD = 4  # role marker and separators of one chat turn, typical of chat templates

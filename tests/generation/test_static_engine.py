@@ -89,6 +89,49 @@ async def test_stop_tokens_and_limits_are_checked_in_the_step(llama_dir):
     assert engine.active == 0
 
 
+async def test_the_cache_holds_the_rows_in_use_and_grows_exactly(llama_dir):
+    """A 16-wide engine serving one chat keeps one row of keys and values; eight different
+    prompts at once grow it to eight rows, copying the rows already held, and every
+    reply still equals ``generate``'s."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from core.generation.engine import StaticEngine
+
+    model = AutoModelForCausalLM.from_pretrained(str(llama_dir)).eval()
+    prompts = [list(range(10 + i, 22 + 2 * i)) for i in range(8)]
+
+    def generate(ids):
+        with torch.inference_mode():
+            out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                 max_new_tokens=10, do_sample=False, repetition_penalty=1.0, eos_token_id=None, pad_token_id=0)
+        return out[0, len(ids):].tolist()
+
+    engine = StaticEngine(model, [], max_batch_size=16, context_window=256)
+    engine.start()
+
+    async def run(batch):
+        futures = []
+        for ids in batch:
+            future = asyncio.get_running_loop().create_future()
+            rid = f"r{len(futures)}-{ids[0]}-{len(batch)}"
+            engine.register_result_handler(rid, lambda out, f=future: out.is_finished() and not f.done() and f.set_result(out))
+            engine.add_request(ids, request_id=rid, max_new_tokens=10)
+            futures.append(future)
+        return [out.generated_tokens for out in await asyncio.wait_for(asyncio.gather(*futures), 120)]
+
+    try:
+        first = await run(prompts[:1])
+        one_row = engine.decoder.allocated
+        together = await run(prompts)
+    finally:
+        engine.stop()
+    assert one_row == 1 and engine.decoder.keys[0].shape[0] == engine.decoder.allocated
+    assert 8 <= engine.decoder.allocated <= 16 < engine.rows
+    assert first == [generate(prompts[0])]
+    assert together == [generate(ids) for ids in prompts]
+
+
 @pytest.mark.parametrize("penalty", [1.0, 1.3])
 async def test_compiled_step_greedy_equals_generate(tmp_path, penalty):
     folder = build_model_folder(tmp_path / "compiled")  # its own copy: a loaded model's batch options are set once
