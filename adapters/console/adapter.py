@@ -90,6 +90,9 @@ class ConsoleOutbox:
     async def edit(self, sent: SentMessage, text: str) -> None:
         if self._open and self._open[0] == sent.message_id and text.startswith(self._open[1]):
             self._out.write(text[len(self._open[1]) :])
+        elif self._open and self._open[0] == sent.message_id and _drops_lines_only(self._open[1], text):
+            self._open = (sent.message_id, text)  # e.g. a tool's "(using: …)" line taken out:
+            return  # the terminal already shows the rest
         else:  # a terminal cannot rewrite earlier lines; print the new version in full
             self.end_line()
             self._out.write(self._prefix + text)
@@ -107,6 +110,17 @@ class ConsoleOutbox:
             self._out.write("\n")
             self._out.flush()
             self._open = None
+
+
+def _drops_lines_only(shown: str, text: str) -> bool:
+    """Whether ``text`` is ``shown`` with some whole lines left out (whitespace aside): a
+    status line between two streamed rounds goes, and the rounds' text joins up."""
+    target = "".join(text.split())
+    reachable = {0}  # how much of target the kept lines can spell so far
+    for line in shown.splitlines():
+        piece = "".join(line.split())
+        reachable |= {at + len(piece) for at in reachable if target.startswith(piece, at)}
+    return len(target) in reachable
 
 
 def _read_lines(loop: asyncio.AbstractEventLoop, lines: "asyncio.Queue[str | None]", source: TextIO) -> None:
