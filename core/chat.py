@@ -110,7 +110,7 @@ class ChatService:
         params = self.settings.model.generation.to_params()
         generator = self.generator
         built = plan_prompt(
-            persona, history, generator.count_tokens, Budget(generator.context_window, params.max_new_tokens), sections,
+            persona, history, generator.count_tokens, Budget(generator.context_window, params.max_new_tokens, self.settings.prompt.min_shares), sections,
             self.token_counts(),
         )
         if log.isEnabledFor(logging.DEBUG):

@@ -112,6 +112,22 @@ class LimitsSettings(_Section):
     channel_cooldown_s: float = Field(0.0, ge=0)  # groups: at most one chat turn per channel per this many s
 
 
+class PromptSettings(_Section):
+    """``[prompt]``: how the token budget is shared (core/prompt.py keeps parts in this order)."""
+
+    # part -> share of the prompt's tokens it may claim first, e.g. {memory = 0.2, passage = 0.3}
+    min_shares: dict[Literal["memory", "passage", "recent", "examples", "history"], float] = Field(default_factory=dict)
+
+    @field_validator("min_shares")
+    @classmethod
+    def _shares(cls, shares: dict[str, float]) -> dict[str, float]:
+        if any(not 0 <= share <= 1 for share in shares.values()):
+            raise ValueError("each share is between 0 and 1")
+        if sum(shares.values()) > 1:
+            raise ValueError(f"the shares add up to {sum(shares.values()):g}; at most 1")
+        return shares
+
+
 class PlatformSection(_Section):
     """Base of a platform adapter's bot-file section (``[telegram]``, ``[discord]``…).
 
@@ -179,6 +195,7 @@ class BotSettings(_Section):
     model: ModelSettings = ModelSettings()
     storage: StorageSettings = StorageSettings()
     limits: LimitsSettings = LimitsSettings()
+    prompt: PromptSettings = PromptSettings()  # the token budget's minimum shares (core/prompt.py)
     access: AccessSettings = AccessSettings()  # allow lists and DM pairing (core/access.py)
     web: WebSettings = WebSettings()  # the operator console (core/web, docs/console.md)
     http: HttpSettings = HttpSettings()  # /healthz /readyz /metrics, off by default (core/http, docs/scaling.md)

@@ -150,3 +150,24 @@ def test_special_token_strings_in_memories_and_passages_stay_plain_text():
     built = plan_prompt(PERSONA, history(0), renderer.count, Budget(10_000, 0), sections)
     ids = renderer.encode(built.messages)
     assert ids.count(end) == len(built.messages)  # one per message closed by the template, none from the text
+
+
+def test_minimum_shares_come_from_the_bot_file_and_bad_ones_name_the_field(tmp_path):
+    from typing import get_args
+
+    from core.errors import ConfigError
+    from core.prompt import PARTS
+    from core.settings import PromptSettings, load_bot_settings
+
+    key_type = get_args(PromptSettings.model_fields["min_shares"].annotation)[0]
+    assert get_args(key_type) == PARTS  # the bot file names the parts plan_prompt knows
+    bot = tmp_path / "bot.toml"
+    bot.write_text('name = "b"\n[prompt]\nmin_shares = {history = 0.15, recent = 0.15}\n', encoding="utf-8")
+    shares = load_bot_settings(bot).prompt.min_shares
+    assert shares == {"history": 0.15, "recent": 0.15}
+    Budget(90, 0, shares)  # what ChatService builds from it
+    for bad in ("{memories = 0.2}", "{memory = 0.8, passage = 0.5}", "{memory = -0.1}"):
+        bot.write_text(f'name = "b"\n[prompt]\nmin_shares = {bad}\n', encoding="utf-8")
+        with pytest.raises(ConfigError) as raised:
+            load_bot_settings(bot)
+        assert str(bot) in str(raised.value) and "prompt.min_shares" in str(raised.value)
