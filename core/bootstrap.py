@@ -17,6 +17,7 @@ from pathlib import Path
 from core.access import AllowList, ChooseLocale, Pairing, approve_spec
 from core.app import App, Feature
 from core.builtin_commands import builtin_commands
+from core.bursts import BurstMerger
 from core.command_route import CommandRoute, RequireAdmin
 from core.conversation_lease import ConversationLease
 from core.dispatcher import Route
@@ -155,6 +156,11 @@ async def setup_core(bot: Runtime, stack: AsyncExitStack) -> None:
             on_limited=bot.metrics.rate_limited.inc,
             store=bot.store,  # shared by the bot's processes, kept across restarts
         ),
+    )
+    seams.middlewares.add(
+        "limits", "merge_bursts",
+        BurstMerger(bot.store, limits.merge_window_s, limits.dm_merge_window_s, limits.on_new_message),
+        before="rate_limit",  # a burst counts once
     )
     if limits.channel_cooldown_s > 0:
         seams.middlewares.add("limits", "channel_cooldown", ChannelCooldown(limits.channel_cooldown_s))

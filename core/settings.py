@@ -110,6 +110,10 @@ class LimitsSettings(_Section):
     max_concurrent_generations: int = Field(32, ge=1)
     max_bot_replies: int = Field(3, ge=1)  # consecutive replies to bots in one chat until a human speaks
     channel_cooldown_s: float = Field(0.0, ge=0)  # groups: at most one chat turn per channel per this many s
+    # Bursts (core/bursts.py): one user's messages in one chat within the window are one turn.
+    merge_window_s: float = Field(2.0, ge=0, le=60)  # in groups
+    dm_merge_window_s: float = Field(0.0, ge=0, le=60)  # in DMs (off: a DM answers each message)
+    on_new_message: Literal["queue", "restart"] = "queue"  # a message while the reply streams: wait, or restart it
 
 
 class PromptSettings(_Section):

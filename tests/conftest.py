@@ -47,6 +47,8 @@ def make_event(
 def make_settings(**overrides) -> BotSettings:
     data = {"name": "test", "admins": ["telegram:999"], "model": {"backend": "scripted"}}
     data.update(overrides)
+    # Tests answer each group message unless they test bursts (core/bursts.py, tests/etiquette/test_bursts.py).
+    data["limits"] = {"merge_window_s": 0.0, **data.get("limits", {})}
     return BotSettings.model_validate(data)
 
 

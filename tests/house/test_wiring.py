@@ -24,7 +24,9 @@ from tests.fakes import RecordingOutbox
 from tests.plugins.helpers import HashingEmbedder, bot_settings, plugin_app, write_plugin
 
 ROOT = Path(__file__).resolve().parents[2]
-CORE_CHAIN = ["recovery:dedupe", "access:drop_banned", "access:locale", "limits:rate_limit", "input:input_limits"]
+CORE_CHAIN = [
+    "recovery:dedupe", "access:drop_banned", "access:locale", "limits:merge_bursts", "limits:rate_limit", "input:input_limits"
+]
 
 
 def ports(replies=("Hello!",)) -> dict:
@@ -58,6 +60,7 @@ async def test_the_default_bot_chain_is_pinned():
             "recovery:dedupe",
             "access:drop_banned",
             "access:locale",
+            "limits:merge_bursts",
             "limits:rate_limit",
             "input:input_limits",
             "moderation:moderate_input",

@@ -1,0 +1,197 @@
+"""Bursts: one user's quick messages in one chat are answered as one turn (issue 17, item 1).
+
+People type in bursts ("hi" / "quick question" / "how do I…"). Answering each line races
+several replies against each other and burns the rate limit. :class:`BurstMerger` (limits
+stage, before ``rate_limit``, so a burst counts once) keeps, per (chat, user):
+
+* a *collecting* burst: the first chat turn opens it and waits ``[limits] merge_window_s``
+  (groups) or ``dm_merge_window_s`` (DMs, 0 by default); every chat turn of that user in
+  that chat meanwhile joins it and returns at once. The window closes, the texts are joined
+  in order (one per line) and go on as one event: the first message's event id (so the
+  store holds one user turn), the last message's id as the reply target, every image.
+  The input stage then cuts the joined text to ``max_input_chars`` and says so (catalogs).
+* a *running* turn: while it runs, a new burst keeps collecting and goes on only when the
+  turn is over, so a user's messages are never answered in parallel (``on_new_message =
+  "queue"``, the default). With ``"restart"``, a message arriving while the reply is on
+  screen cancels it: the shown draft is edited to a short notice, the chat service keeps
+  the partial reply as the answer to the earlier turn (stored once), and the new burst is
+  answered next. A reply not yet on screen is not cancelled (the new burst queues), so a
+  stored turn is never left unanswered.
+
+Commands, chatter the bot does not answer and other users pass straight through. The state
+lives in this process; with several processes the conversation lease orders their turns.
+What is not stored: text past ``max_input_chars`` of the joined burst (as for one long
+message); a follower's event id is recorded but not stored as a turn, so a redelivery of
+it after a crash is answered as a turn of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from core.dispatcher import Context, Handler
+from core.events import ChatKind, ConversationKey, IncomingMessage, Reply, SentMessage
+from core.i18n import _
+from core.ports import Outbox, Store
+from core.recovery import is_chat_turn
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["queue", "restart"]
+STOPPED = _("(Stopped: I'm answering your newer message.)")
+
+
+@dataclass
+class Burst:
+    """The messages of one user in one chat that will be answered as one turn."""
+
+    events: list[IncomingMessage]
+    grew: asyncio.Event = field(default_factory=asyncio.Event)  # set whenever a message joins
+
+    def add(self, event: IncomingMessage) -> None:
+        self.events.append(event)
+        self.grew.set()
+
+    def merged(self) -> IncomingMessage:
+        first, last = self.events[0], self.events[-1]
+        if len(self.events) == 1:
+            return first
+        return dataclasses.replace(
+            first,
+            text="\n".join(event.text for event in self.events if event.text),
+            message_id=last.message_id or first.message_id,
+            images=tuple(image for event in self.events for image in event.images),
+            media_notice=" ".join(event.media_notice for event in self.events if event.media_notice),
+        )
+
+
+Window = Callable[[float, Burst], Awaitable[None]]
+
+
+async def sleep_window(seconds: float, burst: Burst) -> None:
+    if seconds > 0:
+        await asyncio.sleep(seconds)
+
+
+class _Shown:
+    """An Outbox wrapper that notes the reply messages a turn put on screen (not its notices)."""
+
+    def __init__(self, inner: Outbox, notices: Callable[[], list[str]]) -> None:
+        self._inner, self._notices = inner, notices
+        self.max_message_length = inner.max_message_length
+        self.markdown_fences = inner.markdown_fences
+        self.drafts: list[SentMessage] = []
+
+    def measure(self, text: str) -> int:
+        return self._inner.measure(text)
+
+    def edit_interval(self) -> float | None:
+        return self._inner.edit_interval()
+
+    async def send(self, key: ConversationKey, reply: Reply) -> SentMessage:
+        sent = await self._inner.send(key, reply)
+        if not reply.private and reply.text not in self._notices():
+            self.drafts.append(sent)
+        return sent
+
+    async def edit(self, sent: SentMessage, text: str) -> None:
+        await self._inner.edit(sent, text)
+
+    async def typing(self, key: ConversationKey) -> None:
+        await self._inner.typing(key)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@dataclass
+class _Turn:
+    task: asyncio.Task[None]
+    shown: _Shown
+    restarted: bool = False
+    over: asyncio.Event = field(default_factory=asyncio.Event)  # the turn and its clean-up are done
+
+
+@dataclass
+class _State:
+    collecting: Burst | None = None
+    running: _Turn | None = None
+
+
+class BurstMerger:
+    """The middleware (see the module docstring)."""
+
+    def __init__(
+        self, store: Store, group_window_s: float, dm_window_s: float, mode: Mode = "queue", window: Window = sleep_window
+    ) -> None:
+        self._store = store
+        self._group_window_s, self._dm_window_s = group_window_s, dm_window_s
+        self._mode, self._window = mode, window
+        self._states: dict[tuple[str, str], _State] = {}
+
+    def collecting(self, chat: str, user: str) -> Burst | None:
+        """The burst of ``user`` in ``chat`` (qualified ids) still collecting, if any."""
+        state = self._states.get((chat, user))
+        return state.collecting if state else None
+
+    async def __call__(self, ctx: Context, call_next: Handler) -> None:
+        event = ctx.event
+        if not is_chat_turn(event):
+            await call_next(ctx)
+            return
+        where = (event.key.qualified, event.user.qualified)
+        state = self._states.setdefault(where, _State())
+        self._restart(state)
+        if state.collecting is not None:
+            state.collecting.add(event)
+            log.debug("event %s joins the burst of %s in %s", event.event_id, where[1], where[0])
+            return
+        burst = state.collecting = Burst([event])
+        try:
+            seconds = self._group_window_s if event.chat_kind is ChatKind.GROUP else self._dm_window_s
+            await self._window(seconds, burst)
+            while state.running is not None:  # queued behind the user's reply in progress
+                await state.running.over.wait()
+        except BaseException:
+            state.collecting = None
+            if state.running is None:
+                self._states.pop(where, None)
+            raise
+        state.collecting = None  # no await from here until the turn is running: nothing slips past
+        if len(burst.events) > 1:
+            log.info("events %s answered as one turn", ", ".join(e.event_id for e in burst.events))
+        ctx.event = burst.merged()
+        await self._run(ctx, call_next, state, where)
+
+    async def _run(self, ctx: Context, call_next: Handler, state: _State, where: tuple[str, str]) -> None:
+        shown = _Shown(ctx.outbox, lambda: [*ctx.notices, ctx.event.media_notice])
+        ctx.outbox = shown
+        turn = state.running = _Turn(asyncio.create_task(call_next(ctx), name=f"turn {ctx.event.event_id}"), shown)
+        try:
+            await turn.task
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling() or not turn.restarted:  # type: ignore[union-attr]
+                raise  # shutdown, /reset or /forget: as without bursts
+            stopped = ctx.t(STOPPED)
+            for sent in shown.drafts:  # the chat service stored the partial reply; the screen says why it stopped
+                await shown.edit(sent, stopped)
+            await shown.aclose()  # delivered before the next reply (Telegram drafts); closing again is a no-op
+            found = await self._store.turn_by_event(ctx.event.event_id)
+            if found is not None and found[1] is None:  # cancelled between the stream's end and its storing
+                await self._store.add_reply(found[0].id, stopped)
+        finally:
+            state.running = None
+            turn.over.set()
+            if state.collecting is None:
+                self._states.pop(where, None)
+
+    def _restart(self, state: _State) -> None:
+        turn = state.running
+        if self._mode == "restart" and turn is not None and turn.shown.drafts and not turn.restarted:
+            turn.restarted = True
+            turn.task.cancel()
