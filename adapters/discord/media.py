@@ -1,11 +1,13 @@
 """An image attachment fetched from Discord's CDN, with the bot's size limit.
 
 The announced size is checked before fetching and the bytes after; they must be an image
-by their first bytes (core/media.py), and travel on as a ``data:`` URL.
+by their first bytes and decode whole (core/media.py, off the event loop), and travel on
+as a ``data:`` URL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 
@@ -26,7 +28,7 @@ async def with_image(message: discord.Message, event: IncomingMessage, limit: in
         return dataclasses.replace(event, media_notice=TOO_LARGE)
     try:
         data = await attachment.read()
-        return dataclasses.replace(event, images=(image_ref(data, limit, f"discord:attachment:{attachment.id}"),))
+        return dataclasses.replace(event, images=(await asyncio.to_thread(image_ref, data, limit, f"discord:attachment:{attachment.id}"),))
     except ImageRejected as rejected:
         return dataclasses.replace(event, media_notice=rejected.notice)
     except (discord.HTTPException, discord.NotFound) as error:
