@@ -28,7 +28,8 @@ async def with_image(message: discord.Message, event: IncomingMessage, limit: in
         return dataclasses.replace(event, media_notice=TOO_LARGE)
     try:
         data = await attachment.read()
-        return dataclasses.replace(event, images=(await asyncio.to_thread(image_ref, data, limit, f"discord:attachment:{attachment.id}"),))
+        image = await asyncio.to_thread(image_ref, data, limit, f"discord:attachment:{attachment.id}")
+        return dataclasses.replace(event, images=(image,))
     except ImageRejected as rejected:
         return dataclasses.replace(event, media_notice=rejected.notice)
     except (discord.HTTPException, discord.NotFound) as error:

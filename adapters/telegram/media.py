@@ -1,8 +1,9 @@
 """A photo or image document fetched through the Bot API, with the bot's size limit.
 
 The announced size is checked before downloading and the bytes after; they must be an
-image by their first bytes and decode whole (core/media.py, off the event loop). Telegram file URLs contain the bot token, so
-the image travels on as a ``data:`` URL, never as its Telegram URL.
+image by their first bytes and decode whole (core/media.py, off the event loop).
+Telegram file URLs contain the bot token, so the image travels on as a ``data:`` URL,
+never as its Telegram URL.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ async def with_image(bot: Bot, message: Message, event: IncomingMessage, limit: 
         if file.file_size is not None and file.file_size > limit:
             return dataclasses.replace(event, media_notice=TOO_LARGE)
         data = bytes(await file.download_as_bytearray())
-        return dataclasses.replace(event, images=(await asyncio.to_thread(image_ref, data, limit, f"telegram:file:{file_id}"),))
+        image = await asyncio.to_thread(image_ref, data, limit, f"telegram:file:{file_id}")
+        return dataclasses.replace(event, images=(image,))
     except ImageRejected as rejected:
         return dataclasses.replace(event, media_notice=rejected.notice)
     except TelegramError as error:
