@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from adapters.console.adapter import console_admin_policy
 from adapters.console.settings import ConsoleSettings
 from adapters.discord.policy import role_admin_policy
 from adapters.discord.settings import DiscordSettings
+from adapters.telegram.group_admins import BotApiAdmins, GroupAdmins, group_admins_feature
 from adapters.telegram.settings import TelegramSettings, read_secrets
+from core.app import Feature
 from core.runtime import Runtime
 from core.seams import AdminPolicy
 from core.settings import BotSettings, register_platform_section
@@ -34,9 +37,26 @@ class Serve(Protocol):
     def __call__(self, bot: Runtime, stop: asyncio.Event, operator: "Operator | None" = None) -> Awaitable[None]: ...
 
 
-def admin_policies(settings: BotSettings) -> dict[str, AdminPolicy]:
+@dataclass(frozen=True)
+class PlatformParts:
+    """What the platforms add to every bot: admin policies, and the features those need."""
+
+    admin_policies: dict[str, AdminPolicy]
+    features: tuple[Feature, ...] = ()
+
+
+def platform_parts(settings: BotSettings) -> PlatformParts:
     """Each platform's own rule for who is an admin, beside the bot file's ``admins``."""
-    return {"console": console_admin_policy, "discord": role_admin_policy(settings.platform(DiscordSettings))}
+    policies: dict[str, AdminPolicy] = {
+        "console": console_admin_policy, "discord": role_admin_policy(settings.platform(DiscordSettings))
+    }
+    telegram = settings.platform(TelegramSettings)
+    if not telegram.group_admins_are_admins:
+        return PlatformParts(policies)
+    lister = BotApiAdmins(settings)  # a group's administrators, for that group only
+    group_admins = GroupAdmins(lister, telegram.group_admins_ttl_s)
+    policies["telegram"] = group_admins.policy
+    return PlatformParts(policies, (group_admins_feature(group_admins, lister),))
 
 
 def check_secrets(settings: BotSettings) -> None:

@@ -41,6 +41,9 @@ class TelegramSettings(PlatformSection):
     webhook_path: str = "/telegram"
     webhook_secret_env: str | None = None
     shutdown_grace_s: float = Field(10.0, gt=0)
+    # A group's own administrators (getChatAdministrators, cached) are bot admins in that group only.
+    group_admins_are_admins: bool = False
+    group_admins_ttl_s: float = Field(300.0, ge=1, le=86400)
 
     @field_validator("admins")
     @classmethod

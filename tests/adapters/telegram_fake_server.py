@@ -86,6 +86,7 @@ class FakeBotAPI:
         self.unknown_chats: set[int] = set()
         self.drafts_supported = True
         self.files: dict[str, bytes] = {}  # file_id -> bytes users "uploaded" (getFile, downloads)
+        self.chat_admins: dict[int, list[int]] = {}  # group chat id -> its administrators' user ids, owner first
         self.downloads: list[str] = []  # file paths the bot downloaded
         self._failures: dict[str, list[Failure]] = {}
         self._flood_until = 0.0
@@ -346,6 +347,23 @@ class FakeBotAPI:
 
     async def _m_getMe(self, params: dict[str, Any], files: Any) -> dict[str, Any]:
         return self.bot
+
+    async def _m_getChatAdministrators(self, params: dict[str, Any], files: Any) -> list[dict[str, Any]]:
+        chat_id = int(params["chat_id"])
+        if chat_id not in self.chat_admins:
+            raise _Error(Failure(400, "Bad Request: chat not found"))
+        rights = dict.fromkeys(
+            ("can_be_edited", "is_anonymous", "can_manage_chat", "can_delete_messages", "can_manage_video_chats",
+             "can_restrict_members", "can_promote_members", "can_change_info", "can_invite_users",
+             "can_post_stories", "can_edit_stories", "can_delete_stories"),
+            False,
+        )
+        members = []
+        for n, user_id in enumerate(self.chat_admins[chat_id]):
+            user = {"id": user_id, "is_bot": False, "first_name": f"admin{user_id}"}
+            members.append({"status": "creator", "user": user, "is_anonymous": False} if n == 0
+                           else {"status": "administrator", "user": user, **rights})
+        return members
 
     async def _m_getUpdates(self, params: dict[str, Any], files: Any) -> list[dict[str, Any]]:
         if self.webhook is not None:
