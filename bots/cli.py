@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from adapters.platforms import Serve
-from bots.common import BOT_ENV, BotOption, clean_errors, fail, fix_help_rendering, load_settings, run_async, setup_logging
+from bots.common import BOT_ENV, BotOption, bot_file, clean_errors, fail, fix_help_rendering, load_settings, run_async, setup_logging
 from core.errors import ConfigError
 from core.settings import BotSettings, load_bot_settings
 
@@ -264,18 +264,32 @@ def persona_import(
 
 
 @config_app.command("show")
-def config_show(bot: BotOption = None) -> None:
-    """Print the validated bot file as JSON (secrets are never part of it), with the database it opens."""
+def config_show(
+    files: Annotated[list[Path] | None, typer.Argument(help="Bot file(s) (TOML); win over --bot.", show_default=False)] = None,
+    bot: BotOption = None,
+) -> None:
+    """Print the validated bot file as JSON (secrets are never part of it), with the database it opens.
+    Several files: each after a header line naming it; all are checked before any is printed."""
     from bots.doctor import database_location
 
-    with clean_errors():
-        settings = load_settings(bot)
+    paths = files or [bot_file(bot)]
+    loaded, problems = [], []
+    for path in paths:
+        try:
+            loaded.append((path, load_bot_settings(path)))
+        except ConfigError as error:
+            problems.append(f"error: {error}")
+    if problems:
+        raise fail("\n".join(problems), 2)
+    for path, settings in loaded:
         shown = settings.redacted_dump()
         location = database_location(settings)  # resolved: the file or the URL in use
         shown["storage"]["database"] = str(location)
         if not isinstance(location, Path):
             shown["storage"]["url"] = location  # without the password a URL may carry
-    typer.echo(json.dumps(shown, indent=2, ensure_ascii=False))
+        if len(loaded) > 1:
+            typer.echo(f"# {path}")
+        typer.echo(json.dumps(shown, indent=2, ensure_ascii=False))
 
 
 def _register_optional_commands() -> None:

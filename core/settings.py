@@ -11,6 +11,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -292,10 +293,25 @@ class BotSettings(_Section):
         return value
 
     def redacted_dump(self) -> dict[str, Any]:
-        """The settings as data, for `personabot config show`; secrets are never included."""
+        """The settings as data, for `personabot config show`; secrets are never included
+        (a password written into ``storage.url`` is taken out)."""
         data = self.model_dump(mode="json", exclude={"platforms"})
         data |= {name: section.model_dump(mode="json") for name, section in self.platforms.items()}
+        if self.storage.url is not None:
+            data["storage"]["url"] = _without_password(self.storage.url)
         return data
+
+
+def _without_password(url: str) -> str:
+    """``postgresql://user:secret@host/db`` -> ``postgresql://user@host/db``."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.netloc.rsplit("@", 1)[1]
+        return urlunsplit(parts._replace(netloc=f"{parts.username}@{host}" if parts.username else host))
+    except ValueError:
+        return "(unparsable URL)"
 
 
 def data_dir() -> Path:
