@@ -70,10 +70,13 @@ class SoakAPI(FakeBotAPI):
         super().__init__()
         self.rng, self.flood_rate, self.error_rate, self.slow_rate = rng, flood_rate, error_rate, slow_rate
         self.per_chat: Counter[int] = Counter()  # messages the bot put in each chat
+        self.quoted: Counter[tuple[int, int]] = Counter()  # (chat, message id) -> bot messages quoting it
 
     async def _m_sendMessage(self, params, files):  # type: ignore[no-untyped-def]
         result = await super()._m_sendMessage(params, files)
         self.per_chat[int(params["chat_id"])] += 1
+        if "reply_to_message_id" in result:
+            self.quoted[(int(params["chat_id"]), int(result["reply_to_message_id"]))] += 1
         return result
 
     async def _handle(self, request):  # type: ignore[no-untyped-def]
@@ -95,6 +98,7 @@ class Tally:
     sent: dict[tuple[int, int], str] = field(default_factory=dict)  # (chat, message id) -> text
     kills: int = 0
     restarts: int = 0
+    kill_times: list[float] = field(default_factory=list)  # loop time of each SIGKILL (as the fake's call times)
 
 
 def bot_process(folder: Path) -> asyncio.subprocess.Process:
@@ -118,6 +122,27 @@ def replies_by_message(api: FakeBotAPI) -> tuple[Counter[tuple[int, int]], Count
         else:
             unquoted[chat] += 1
     return quoted, unquoted
+
+
+def count_answers(
+    sent: dict[tuple[int, int], str], quoted: Counter[tuple[int, int]], unquoted: Counter[int],
+    in_bursts: set[tuple[int, int]],
+) -> tuple[int, int, int]:
+    """(answered once, twice, never): quoted replies by message, the rest per chat."""
+    once = twice = never = 0
+    for where in sent:
+        got = quoted.get(where, 0)
+        once += got == 1 or (got == 0 and where in in_bursts)
+        twice += got >= 2
+    sent_by_chat: Counter[int] = Counter(chat for chat, _ in sent)
+    for chat, count in sent_by_chat.items():  # messages the bot answered without quoting: per chat
+        settled_here = sum(1 for where in sent if where[0] == chat and (quoted.get(where, 0) or where in in_bursts))
+        rest = count - settled_here
+        extra = unquoted.get(chat, 0)
+        once += min(rest, extra)
+        twice += max(0, extra - rest)
+        never += max(0, rest - extra)
+    return once, twice, never
 
 
 def violations(api: FakeBotAPI, groups: set[int]) -> dict[str, int]:
@@ -163,6 +188,7 @@ async def soak(args: argparse.Namespace) -> dict[str, object]:
             if done.is_set() or tally.kills >= args.kills:
                 return
             process.send_signal(signal.SIGKILL)
+            tally.kill_times.append(asyncio.get_running_loop().time())
             await process.wait()
             tally.kills += 1
             process = await bot_process(folder)
@@ -179,8 +205,12 @@ async def soak(args: argparse.Namespace) -> dict[str, object]:
             api.updates.append(update)
             api._notify_soon()
             before = api.per_chat[chat]
+
+            def answered() -> bool:  # in a group, the answer quotes the message; in a DM, it is the next one
+                return api.quoted[(chat, message_id)] > 0 or (not in_group and api.per_chat[chat] > before)
+
             deadline = time.monotonic() + args.patience
-            while time.monotonic() < deadline and api.per_chat[chat] <= before:  # wait for an answer, as people do
+            while time.monotonic() < deadline and not answered():  # wait for the answer, as people do
                 await asyncio.sleep(0.05)
 
     kill_task = asyncio.create_task(killer())
@@ -198,30 +228,30 @@ async def soak(args: argparse.Namespace) -> dict[str, object]:
     elapsed = time.monotonic() - started
 
     quoted, unquoted = replies_by_message(api)
-    once = twice = never = 0
-    sent_by_chat: Counter[int] = Counter(chat for chat, _ in tally.sent)
-    for (chat, message_id) in tally.sent:
-        got = quoted.get((chat, message_id), 0)
-        once += got == 1
-        twice += got >= 2
-    for chat, count in sent_by_chat.items():  # messages the bot answered without quoting: per chat
-        quoted_here = sum(1 for (c, m) in tally.sent if c == chat and quoted.get((c, m), 0))
-        rest = count - quoted_here
-        extra = unquoted.get(chat, 0)
-        once += min(rest, extra)
-        twice += max(0, extra - rest)
-        never += max(0, rest - extra)
-    over_limit = len([c for c in api.calls if c.method == "sendMessage" and c.status == 400])
     with sqlite3.connect(folder / "soak.db") as db:
         integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
-        stored = {row[0] for row in db.execute("SELECT text FROM messages WHERE role = 'user'")}
-        unanswered = db.execute("SELECT count(*) FROM messages WHERE role = 'user' AND answered = 0").fetchone()[0]
+        turns = db.execute("SELECT text, answered FROM messages WHERE role = 'user'").fetchall()
+    stored = {line for text, _ in turns for line in text.split("\n")}
+    unanswered = sum(1 for _, answered in turns if not answered)
+    by_text = {text: where for where, text in tally.sent.items()}
+    in_bursts = {  # messages answered by one reply together with the user's next ones (core/bursts.py)
+        by_text[line] for text, answered in turns if answered and "\n" in text
+        for line in text.split("\n") if line in by_text and not quoted.get(by_text[line])
+    }
+    once, twice, never = count_answers(tally.sent, quoted, unquoted, in_bursts)
+    over_limit = len([c for c in api.calls if c.method == "sendMessage" and c.status == 400])
+    with (folder / "calls.jsonl").open("w", encoding="utf-8") as dump:  # for a closer look at a run
+        for call in api.calls:
+            if call.method in ("sendMessage", "editMessageText", "sendDocument"):
+                dump.write(json.dumps([call.method, call.params.get("chat_id"), call.at, call.status]) + "\n")
+        dump.write(json.dumps(["kills", tally.kill_times]) + "\n")
     delivered = {u["message"]["text"] for u in api.delivered if "message" in u}
     queued = {u["message"]["text"] for u in api.updates if "message" in u}
     await api.close()
     return {
         "messages sent": len(tally.sent), "users": args.users, "groups": len(groups),
         "answered once": once, "answered twice": twice, "never answered": never,
+        "answered once: together with the next ones (a burst answered as one turn)": len(in_bursts),
         "never answered: delivered to a bot process, never stored": len(delivered - stored),
         "never answered: still queued at the fake (not yet fetched)": len(queued - delivered),
         "never answered: stored, not answered (sends failed after retries)": unanswered,

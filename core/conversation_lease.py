@@ -33,7 +33,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from core.dispatcher import Context, Handler
 from core.errors import StorageError
@@ -43,6 +43,11 @@ from core.recovery import is_chat_turn
 log = logging.getLogger(__name__)
 
 LEASE_S = 60.0
+
+
+def lease_needed(storage_url: str | None) -> bool:
+    """A store several processes share (PostgreSQL) needs the lease; SQLite serves one process."""
+    return storage_url is not None and not storage_url.startswith("sqlite:")
 FIRST_POLL_S = 0.02
 MAX_POLL_S = 0.5
 
@@ -69,14 +74,20 @@ class ConversationLease:
         if not is_chat_turn(ctx.event):
             await call_next(ctx)
             return
-        name = f"conversation:{ctx.event.key.qualified}"
+        async with self.hold(ctx.event.key.qualified, ctx.event.event_id):
+            await call_next(ctx)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, conversation_key: str, event_id: str) -> AsyncIterator[None]:
+        """Hold the lease of one conversation for one event (start-up recovery uses it too)."""
+        name = f"conversation:{conversation_key}"
         # Two events of one conversation in this process take turns here too; the
         # lease owner is per event so the store decides between them as between processes.
-        owner = f"{self.owner}:{ctx.event.event_id}"
+        owner = f"{self.owner}:{event_id}"
         await self._acquire(name, owner)
         renewer = asyncio.create_task(self._renew(name, owner), name=f"lease-renew:{name}")
         try:
-            await call_next(ctx)
+            yield
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -4,7 +4,8 @@
         getMe (backoff while the network is down; a rejected token is a ConfigError)
         setMyCommands (user menu for everyone, /admin in each admin's private chat)
         plugins: an Outbox for any chat, so scheduled jobs post before anyone writes
-        re-answer turns a crash left unanswered (store.unanswered)
+        settle what a killed process showed (journal.py), seed the limiter with its sends
+        re-answer turns a crash left unanswered (store.unanswered), replay the inbox (inbox.py)
         long polling (PTB Updater) or webhook (aiohttp, secret header checked; on the
         operator HTTP server when [http] is on, so several workers sit behind one address)
         every update -> update_to_event -> app.dispatcher.feed(event, TelegramOutbox)
@@ -13,10 +14,13 @@
 Readiness (``/readyz``): "telegram" is connected once updates are being received,
 and "stopped" after shutdown.
 
-Delivery rule (docs/telegram.md): an update counts as received once PTB fetched it.
-The dispatcher's dedupe middleware records its update id in the store, then the chat
-service stores the user turn before generating, so a redelivered update is dropped and
-a turn whose answer was cut by a crash is answered at the next start.
+Delivery rule (docs/telegram.md): an update counts as received once it is in the
+store's inbox (adapters/telegram/inbox.py), which happens before Telegram may forget it
+(the next getUpdates offset, or the webhook's 200). It leaves the inbox once handled:
+the turn stored and answered (or what a failed send showed stored as its answer), a
+command run, or nothing to do. A turn left unanswered by failed sends is tried again
+with backoff (``Intake``). Every message call is journaled just before it is made
+(adapters/telegram/journal.py), so a restart never sends a reply twice.
 """
 
 from __future__ import annotations
@@ -41,11 +45,16 @@ from adapters.telegram.convert import (
     parse_conversation_key,
     update_to_event,
 )
-from adapters.telegram.limits import TelegramRateLimiter
+from adapters.telegram.inbox import Inbox, InboxQueue, Intake
+from adapters.telegram.journal import SendJournal
+from adapters.telegram.limits import CURRENT_HOOK, TelegramRateLimiter
 from adapters.telegram.media import with_image
 from adapters.telegram.outbox import DraftSupport, TelegramOutbox
 from adapters.telegram.settings import TelegramSettings, read_secrets
+from core.conversation_lease import ConversationLease, lease_needed
 from core.logmask import masking
+from core.ports import PluginStore
+from core.recovery import is_chat_turn
 from core.runtime import Runtime
 from core.dispatcher import Context
 from core.errors import ConfigError, PlatformError
@@ -62,6 +71,7 @@ log = logging.getLogger(__name__)
 ALLOWED_UPDATES = ["message"]  # edits, channel posts, reactions…: never fetched, never answered
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_BACKOFF_S = 30.0
+PRUNE_EVERY_S = 60.0
 
 
 class TelegramAdapter:
@@ -78,6 +88,15 @@ class TelegramAdapter:
         self._me: BotIdentity | None = None
         self._aliases: dict[str, str] = {}
         self._webhook_runner: Any = None
+        if not isinstance(app.store, PluginStore):  # both bundled stores are
+            raise ConfigError("telegram: the store cannot keep the update inbox (it has no key-value namespace)")
+        self._inbox = Inbox(app.store)
+        self._journal = SendJournal(app.store, app.store)
+        self._limiter = TelegramRateLimiter.from_settings(self.settings)
+        self._lease = ConversationLease(app.store) if lease_needed(app.settings.storage.url) else None
+        self._background: set[asyncio.Task[Any]] = set()  # retries of failed turns, the journal's pruning
+        self._queue = InboxQueue(self._inbox)
+        self._intake = Intake(app.store, self._queue, self._journal, self.settings.recovery_window_s, self._spawn)
         self.application = self._build()
 
     def _build(self) -> Application:
@@ -85,7 +104,8 @@ class TelegramAdapter:
         builder = (
             ApplicationBuilder()
             .token(self._token)
-            .rate_limiter(TelegramRateLimiter.from_settings(settings))
+            .rate_limiter(self._limiter)
+            .update_queue(self._queue)
             .concurrent_updates(settings.max_concurrent_updates)
         )
         if settings.api_base_url:
@@ -107,15 +127,44 @@ class TelegramAdapter:
             await self.application.initialize()
             self._aliases = command_aliases(self.app.commands)
             await publish_commands(self.application.bot, self.app.commands, self.app.settings.all_admins(), self.app.dispatcher.locale)
+            await self._settle()
             await self.application.start()
             self._register_job_outbox()
             await self.start_recovery()
+            await self._replay_inbox()
             await self._start_receiving()
             self._report(None)
             log.info("Telegram bot @%s is running (%s)", self._me.username, self.settings.mode)  # type: ignore[union-attr]
             await stop.wait()
         finally:
             await self._shutdown()
+
+    async def _settle(self) -> None:
+        """Before anything is answered: store what a killed process showed, count its sends."""
+        settled = await self._journal.settle()
+        if settled:
+            log.info("%d replies a killed process had shown are stored (not sent again)", settled)
+        self._limiter.seed(await self._journal.recent_sends())
+        self._spawn(self._prune(), "telegram journal pruning")
+
+    async def _replay_inbox(self) -> None:
+        pending = await self._inbox.pending(self.application.bot)
+        if pending:
+            log.info("%d updates a killed process had received are handled now", len(pending))
+            await self._queue.replay(pending)
+
+    async def _prune(self) -> None:
+        while True:
+            try:
+                await self._journal.prune()
+            except Exception:
+                log.exception("pruning the send journal failed")
+            await asyncio.sleep(PRUNE_EVERY_S)
+
+    def _spawn(self, coroutine: Any, name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _register_job_outbox(self) -> None:
         """Plugin jobs post through the bot to any chat by id (no drafts: nothing streams there)."""
@@ -179,6 +228,8 @@ class TelegramAdapter:
     async def _shutdown(self) -> None:
         application = self.application
         self._report("stopped")
+        for task in list(self._background):
+            task.cancel()  # a retry waiting here stays in the inbox for the next start
         shared = self._operator.server if self._operator is not None else None
         if shared is not None and self.settings.mode == "webhook":
             shared.remove_route("POST", self.settings.webhook_path)  # other workers take the updates now
@@ -213,25 +264,36 @@ class TelegramAdapter:
     # -- updates ---------------------------------------------------------------------
     async def _on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         assert self._me is not None
+        model = self.app.settings.model
+        result = update_to_event(
+            update, self._me, reply_all_chats=self.settings.reply_all_chats, command_aliases=self._aliases,
+            vision=model.vision,
+        )
+        event = result if isinstance(result, IncomingMessage) else None
+        if not self._intake.begin(update.update_id, event):
+            return
         task = asyncio.current_task()
         assert task is not None
         self._replying.add(task)
+        event_id = event.event_id if event is not None else (result.event_id or str(update.update_id))  # type: ignore[union-attr]
         try:
-            model = self.app.settings.model
-            result = update_to_event(
-                update, self._me, reply_all_chats=self.settings.reply_all_chats, command_aliases=self._aliases,
-                vision=model.vision,
-            )
+            journal = await self._journal.for_event(event_id, streaming=self._streams_edits(event))
+            CURRENT_HOOK.set(journal)  # this task's message calls are journaled (limits.py)
             if isinstance(result, Ignored):
                 await self._ignored(result, update.update_id)
-                return
-            if model.vision and update.message is not None and update.message.text is None:
-                result = await with_image(self.application.bot, update.message, result, model.max_image_bytes)
-            outbox = self.outbox_for(result)
-            try:
-                await self.app.dispatcher.feed(result, outbox)
-            finally:
-                await outbox.aclose()
+            else:
+                if model.vision and update.message is not None and update.message.text is None:
+                    result = await with_image(self.application.bot, update.message, result, model.max_image_bytes)
+                outbox = self.outbox_for(result)
+                try:
+                    await self.app.dispatcher.feed(result, outbox)
+                finally:
+                    await outbox.aclose()
+            await self._intake.finish(update, event, journal)
+            self._intake.end(update.update_id, event, finished=True)
+        except BaseException:
+            self._intake.end(update.update_id, event, finished=False)  # cancelled (shutdown) or failed: the inbox keeps it
+            raise
         finally:
             self._replying.discard(task)
 
@@ -253,12 +315,23 @@ class TelegramAdapter:
         """Streaming cadence per chat kind, from the bot file."""
         settings = self.settings
         bot = self.application.bot
+        def resume() -> tuple[str, str] | None:  # taken by the outbox that sends first (recovery or replay)
+            return self._journal.resume.pop(event.event_id, None)
+
         if event.chat_kind is ChatKind.PRIVATE:
             mode = settings.private_streaming
             interval = None if mode == "final" else settings.private_edit_interval
-            return TelegramOutbox(bot, interval=interval, drafts=self._drafts if mode == "draft" else None)
+            return TelegramOutbox(bot, interval=interval, drafts=self._drafts if mode == "draft" else None, resume=resume)
         interval = settings.group_edit_interval if settings.group_streaming == "edit" else None
-        return TelegramOutbox(bot, interval=interval, dm_user_id=event.user.user_id)
+        return TelegramOutbox(bot, interval=interval, dm_user_id=event.user.user_id, resume=resume)
+
+    def _streams_edits(self, event: IncomingMessage | None) -> bool:
+        """Whether a reply to ``event`` is shown growing by edits (so a kill can cut it short)."""
+        if event is None:
+            return False
+        if event.chat_kind is ChatKind.PRIVATE:
+            return self.settings.private_streaming == "edit"
+        return self.settings.group_streaming == "edit"
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         update_id = update.update_id if isinstance(update, Update) else None
@@ -273,6 +346,12 @@ class TelegramAdapter:
         concurrently, turns of one conversation in order. Turns older than
         ``recovery_window_s``, from banned users, or from a conversation reset since,
         stay as they are. Each task returns how many turns it answered.
+
+        With a shared store (several webhook workers) each conversation's recovery first
+        takes its ConversationLease, as a live turn does, then its lock, and checks each
+        turn again under them: two workers starting together answer a turn once. (The
+        lock is not taken before the lease there: a live turn holding the lease would
+        wait for it.)
         """
         since = time.time() - self.settings.recovery_window_s
         by_key: dict[str, list[StoredMessage]] = {}
@@ -283,23 +362,31 @@ class TelegramAdapter:
         log.info("re-answering %d turns left unanswered in %d chats", sum(map(len, by_key.values())), len(by_key))
         limit = asyncio.Semaphore(self.settings.max_concurrent_updates)
 
-        async def conversation(lock: asyncio.Lock, key: str, messages: list[StoredMessage]) -> int:
+        async def conversation(lock: asyncio.Lock | None, key: str, messages: list[StoredMessage]) -> int:
             try:
                 async with limit:
-                    return sum([await self._reanswer(key, message) for message in messages])
+                    if lock is not None:
+                        return sum([await self._reanswer(key, message) for message in messages])
+                    assert self._lease is not None
+                    async with self._lease.hold(key, f"recovery:{messages[0].id}"), self.app.chat.lock(key):
+                        return sum([await self._reanswer(key, message, check=True) for message in messages])
             finally:
-                lock.release()
+                if lock is not None:
+                    lock.release()
                 self._replying.discard(asyncio.current_task())  # type: ignore[arg-type]
 
         tasks = []
         for key, messages in by_key.items():
-            lock = self.app.chat.lock(key)
-            await lock.acquire()
+            lock = None
+            if self._lease is None:
+                lock = self.app.chat.lock(key)
+                await lock.acquire()
             tasks.append(asyncio.create_task(conversation(lock, key, messages), name=f"telegram recovery {key}"))
         self._replying.update(tasks)
         return tasks
 
-    async def _reanswer(self, key_text: str, message: StoredMessage) -> int:
+    async def _reanswer(self, key_text: str, message: StoredMessage, *, check: bool = False) -> int:
+        """Answer one stored turn; ``check``: only if it is still unanswered (another worker may have)."""
         try:
             key = parse_conversation_key(key_text)
             user = UserRef.parse(message.user_id or "")
@@ -310,6 +397,10 @@ class TelegramAdapter:
         conversation = await store.active_conversation(key)
         if conversation.id != message.conversation_id or await self.app.is_banned(user.qualified):
             return 0
+        if check and message.event_id is not None:
+            found = await store.turn_by_event(message.event_id)
+            if found is None or found[1] is not None:
+                return 0
         event = IncomingMessage(
             event_id=message.event_id or f"{PLATFORM}:recovered:{message.id}",
             key=key,
@@ -318,9 +409,12 @@ class TelegramAdapter:
             chat_kind=chat_kind_of(key.chat_id),
         )
         outbox = self.outbox_for(event)
+        journal = await self._journal.for_event(event.event_id, streaming=self._streams_edits(event))
+        CURRENT_HOOK.set(journal)  # this task's message calls are journaled (limits.py)
         try:
             await self.app.chat.respond(Context(event=event, outbox=outbox), conversation, message)
             await outbox.aclose()
+            await journal.close()
         except Exception:
             log.exception("re-answering message %s in %s failed", message.id, key)
             return 0

@@ -1,29 +1,81 @@
-"""Outgoing flood limits: PTB's AIORateLimiter plus Telegram's one message per second per chat.
+"""Outgoing flood limits as Telegram counts them: sliding windows measured at send time.
 
-AIORateLimiter already gives 30 requests/s overall, 20/min per group and 429 handling
-(wait ``retry_after``, pause every request meanwhile, retry up to ``max_retries``).
-Telegram also asks for at most one message per second in any single chat, which it
-does not do; this subclass adds that for the calls that put text on screen.
+Telegram allows about one message a second in a chat, 20 a minute in a group and 30 a
+second in all. Why not PTB's AIORateLimiter (which this replaced, issue 15): its leaky
+buckets let twice the budget through in one window (a full bucket, then the drain), its
+limiters are taken one after the other with waits in between (a slot taken at t goes out
+at t + the wait for the next limiter), and after a 429 every request that took its slots
+during the pause goes out together. The soak (bench/soak_run.py) measured hundreds of
+windows over budget. Here every budget is checked and the send recorded in the same
+step, with no await between that and the HTTP call, so the times the budgets count are
+the times the requests leave (less ``margin_s`` of scheduling jitter).
+
+Still a :class:`telegram.ext.BaseRateLimiter` (PTB's supported hook). It also:
+
+* retries 429 (``retry_after``, pausing every message call meanwhile) and 5xx/connection
+  failures (backoff), up to ``max_retries`` each; a timeout is not retried (the message
+  may be on screen: see adapters/telegram/journal.py);
+* tells the send journal about each attempt just before it is made (``SendHook``), so a
+  killed process knows, at the next start, what it may have shown;
+* is seeded at start with the sends of the previous process (:meth:`seed`), so a restart
+  does not burst into a chat or group the killed process had just used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Any
+import asyncio
+import contextvars
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, Protocol
 
-from aiolimiter import AsyncLimiter
-from telegram.ext import AIORateLimiter
+from telegram.error import NetworkError, RetryAfter, TimedOut
+from telegram.ext import BaseRateLimiter
 
 from adapters.telegram.settings import TelegramSettings
 
+log = logging.getLogger(__name__)
+
 # Calls that show or change a message count against the per-chat limit. Chat actions
-# ("typing…") send no message: they skip the per-chat and group budgets.
+# ("typing…") send no message: they skip every budget.
 MESSAGE_ENDPOINTS = frozenset({"sendMessage", "editMessageText", "sendDocument", "sendMessageDraft"})
 EXEMPT_ENDPOINTS = frozenset({"sendChatAction"})
-_MAX_IDLE_LIMITERS = 512
+MARGIN_S = 0.1
+_FORGET_AFTER = 256  # windows kept before idle ones are dropped
 
 
-class TelegramRateLimiter(AIORateLimiter):
+class SendHook(Protocol):
+    """Told about each attempt of a message call made for one update (the send journal)."""
+
+    async def attempt(self, endpoint: str, chat_id: str, text: str | None, message_id: str | None) -> None: ...
+
+    async def sent(self, message_id: str | None) -> None: ...
+
+    async def failed(self) -> None: ...
+
+
+CURRENT_HOOK: contextvars.ContextVar[SendHook | None] = contextvars.ContextVar("telegram_send_hook", default=None)
+
+
+class _Window:
+    """At most ``count`` sends in any ``period`` seconds."""
+
+    __slots__ = ("count", "period", "times")
+
+    def __init__(self, count: int, period: float) -> None:
+        self.count, self.period, self.times = count, period, deque[float]()
+
+    def wait(self, now: float) -> float:
+        while self.times and self.times[0] <= now - self.period:
+            self.times.popleft()
+        if len(self.times) < self.count:
+            return 0.0
+        return self.times[-self.count] + self.period - now
+
+
+class TelegramRateLimiter(BaseRateLimiter[int]):
     def __init__(
         self,
         *,
@@ -33,16 +85,18 @@ class TelegramRateLimiter(AIORateLimiter):
         group_max_rate: float = 20.0,
         group_time_period: float = 60.0,
         max_retries: int = 5,
+        margin_s: float = MARGIN_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(
-            overall_max_rate=overall_max_rate,
-            overall_time_period=overall_time_period,
-            group_max_rate=group_max_rate,
-            group_time_period=group_time_period,
-            max_retries=max_retries,
+        self._chat_period = 1 / chat_max_rate + margin_s  # one message per period
+        self._overall = (
+            _Window(int(overall_max_rate), overall_time_period + margin_s) if overall_max_rate else None
         )
-        self._chat_max_rate = chat_max_rate
-        self._chat_limiters: dict[str, AsyncLimiter] = {}
+        self._group = (int(group_max_rate), group_time_period + margin_s) if group_max_rate else None
+        self._windows: dict[str, _Window] = {}
+        self._max_retries = max_retries
+        self._paused_until = 0.0
+        self._clock = clock
 
     @classmethod
     def from_settings(cls, settings: TelegramSettings) -> "TelegramRateLimiter":
@@ -53,18 +107,47 @@ class TelegramRateLimiter(AIORateLimiter):
             max_retries=settings.max_retries,
         )
 
-    def _chat_limiter(self, chat_id: str) -> AsyncLimiter:
-        if len(self._chat_limiters) > _MAX_IDLE_LIMITERS:  # forget chats whose budget is full again
-            for key, limiter in list(self._chat_limiters.items()):
-                if key != chat_id and limiter.has_capacity(limiter.max_rate):
-                    del self._chat_limiters[key]
-        limiter = self._chat_limiters.get(chat_id)
-        if limiter is None:
-            # Capacity 1: a burst of one, then one per 1/rate seconds.
-            limiter = AsyncLimiter(1, 1 / self._chat_max_rate)
-            self._chat_limiters[chat_id] = limiter
-        return limiter
+    async def initialize(self) -> None:
+        return None
 
+    async def shutdown(self) -> None:
+        return None
+
+    def seed(self, sends: Iterable[tuple[str, float]]) -> None:
+        """Count earlier sends (chat id, wall-clock time), e.g. the killed process's."""
+        for chat_id, at in sorted(sends, key=lambda send: send[1]):
+            self._record(self._budgets(chat_id), at)
+
+    # -- budgets ---------------------------------------------------------------------
+    def _window(self, key: str, count: int, period: float) -> _Window:
+        window = self._windows.get(key)
+        if window is None:
+            if len(self._windows) > _FORGET_AFTER:
+                now = self._clock()
+                for name, idle in list(self._windows.items()):
+                    if idle.wait(now) == 0 and not idle.times:
+                        del self._windows[name]
+            window = self._windows[key] = _Window(count, period)
+        return window
+
+    def _budgets(self, chat_id: str) -> list[_Window]:
+        budgets = [self._window(f"chat:{chat_id}", 1, self._chat_period)]
+        if self._group is not None and chat_id.startswith("-"):
+            budgets.append(self._window(f"group:{chat_id}", *self._group))
+        if self._overall is not None:
+            budgets.append(self._overall)
+        return budgets
+
+    @staticmethod
+    def _record(budgets: list[_Window], at: float) -> None:
+        for window in budgets:
+            window.times.append(at)
+
+    def _delay(self, budgets: list[_Window]) -> float:
+        now = self._clock()
+        return max([self._paused_until - now, *(window.wait(now) for window in budgets)])
+
+    # -- requests --------------------------------------------------------------------
     async def process_request(
         self,
         callback: Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]],
@@ -74,9 +157,56 @@ class TelegramRateLimiter(AIORateLimiter):
         data: dict[str, Any],
         rate_limit_args: int | None,
     ) -> bool | dict[str, Any] | list[dict[str, Any]]:
-        if endpoint in EXEMPT_ENDPOINTS:
-            # ``data`` only steers the limiter; the request itself travels in ``args``.
-            data = {key: value for key, value in data.items() if key != "chat_id"}
-        elif endpoint in MESSAGE_ENDPOINTS and data.get("chat_id") is not None:
-            await self._chat_limiter(str(data["chat_id"])).acquire()
-        return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
+        chat_id = data.get("chat_id")
+        if endpoint in EXEMPT_ENDPOINTS or chat_id is None:
+            return await callback(*args, **kwargs)
+        budgets = self._budgets(str(chat_id))
+        hook = CURRENT_HOOK.get() if endpoint in MESSAGE_ENDPOINTS and endpoint != "sendMessageDraft" else None
+        retries = rate_limit_args if rate_limit_args is not None else self._max_retries
+        floods = failures = 0
+        while True:
+            await self._slot(budgets, hook, endpoint, data)
+            try:
+                result = await callback(*args, **kwargs)
+            except RetryAfter as error:
+                floods += 1
+                if hook is not None:
+                    await hook.failed()
+                if floods > retries:
+                    raise
+                pause = error.retry_after if isinstance(error.retry_after, (int, float)) else error.retry_after.total_seconds()
+                self._paused_until = max(self._paused_until, self._clock() + pause + 0.1)
+                log.info("Telegram flood control: every message call waits %.1f s", pause)
+            except TimedOut:
+                raise  # the message may have been shown: never sent twice (the journal keeps it)
+            except NetworkError as error:  # 5xx, connection refused: nothing was shown
+                failures += 1
+                if hook is not None:
+                    await hook.failed()
+                if failures > retries:
+                    raise
+                delay = min(8.0, 0.5 * 2 ** (failures - 1))
+                log.info("Telegram %s failed (%s); retrying in %.1f s", endpoint, error, delay)
+                await asyncio.sleep(delay)
+            else:
+                if hook is not None:
+                    message_id = result.get("message_id") if isinstance(result, dict) else None
+                    await hook.sent(None if message_id is None else str(message_id))
+                return result
+
+    async def _slot(self, budgets: list[_Window], hook: SendHook | None, endpoint: str, data: dict[str, Any]) -> None:
+        """Wait until every budget has room, tell the journal, then take the slots (no await after)."""
+        told = False
+        while True:
+            delay = self._delay(budgets)
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            if hook is not None and not told:
+                told = True
+                message_id = data.get("message_id")
+                await hook.attempt(endpoint, str(data["chat_id"]), data.get("text") or data.get("caption"),
+                                   None if message_id is None else str(message_id))
+                continue  # the journal write took time: check the budgets again
+            self._record(budgets, self._clock())
+            return

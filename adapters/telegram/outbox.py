@@ -11,6 +11,8 @@
   growing text is shown as a draft and the finished text is sent as one real message
   by :meth:`TelegramOutbox.close`. A server that refuses drafts switches the whole
   adapter to edits.
+* ``resume``: gives, at the first send, the message a killed process was streaming this
+  reply into; that send edits it instead of sending a new one (adapters/telegram/journal.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from telegram import Bot, InputFile, Message, ReplyParameters
@@ -86,6 +89,7 @@ class TelegramOutbox:
         interval: float | None,
         dm_user_id: str | None = None,
         drafts: DraftSupport | None = None,
+        resume: Callable[[], tuple[str, str] | None] | None = None,
     ) -> None:
         self._bot = bot
         self._interval = interval
@@ -93,6 +97,7 @@ class TelegramOutbox:
         self._drafts_support = drafts
         self._drafts: dict[str, _Draft] = {}
         self._open_draft: _Draft | None = None
+        self._resume = resume
 
     def measure(self, text: str) -> int:
         return utf16_len(text)
@@ -103,6 +108,14 @@ class TelegramOutbox:
     # -- sending ---------------------------------------------------------------------
     async def send(self, key: ConversationKey, reply: Reply) -> SentMessage:
         text = clean_text(reply.text)
+        resume = self._resume() if self._resume is not None else None
+        self._resume = None
+        if resume is not None and resume[0] == key.chat_id and reply.attachment is None and utf16_len(text) <= MAX_TEXT:
+            try:
+                await self._edit_message(key, resume[1], text)
+                return SentMessage(key, resume[1])
+            except PlatformError as error:  # deleted meanwhile: a new message then
+                log.info("could not finish the interrupted reply in message %s: %s", resume[1], error)
         if reply.private and self._dm_user_id and key.chat_id != self._dm_user_id:
             dm = ConversationKey(PLATFORM, self._dm_user_id)
             try:

@@ -1,25 +1,16 @@
 """The soak of ``personabot run`` (bench/soak_run.py) at smoke size: 200 messages from 40
 users in DMs and a group, the bot process SIGKILLed 3 times and restarted, 429s, 5xx and
 slow calls from the Telegram fake. Every message is answered exactly once, within the
-platform's limits, and the database passes its integrity check."""
+platform's limits, and the database passes its integrity check.
+
+This used to lose updates (polling confirmed them before their turns were stored) and to
+answer some twice (a reply sent, not yet stored, sent again at the restart): the durable
+inbox (adapters/telegram/inbox.py) and the send journal (adapters/telegram/journal.py)."""
 
 from __future__ import annotations
 
-import pytest
-
 from bench.soak_run import main
 
-# Found by this soak (issue 15, item 1; docs/SECURITY.md): in polling mode python-telegram-bot
-# confirms a batch of updates with its next getUpdates before the bot has stored their turns,
-# so a SIGKILL in between loses them (never answered; the fake shows each was delivered once);
-# and a reply sent but not yet stored when the process dies is sent again by the recovery at
-# restart (answered twice). Fixing it needs the Telegram adapter to confirm only stored updates
-# (and to record a send before making it); until then this fails as expected, and fails the
-# suite (strict) once fixed, so the mark gets removed.
-KNOWN_LOSS = pytest.mark.xfail(strict=True, reason="polling confirms updates before their turns are stored")
-
-
-@KNOWN_LOSS
 def test_a_killed_and_restarted_bot_answers_every_message_exactly_once():
     result = main(["--messages", "200", "--users", "40", "--kills", "3", "--kill-every", "6", "--settle", "60",
                    "--patience", "30"])
