@@ -11,6 +11,7 @@ bot; each drains its adapters as a single bot does.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
@@ -50,17 +51,19 @@ def model_key(settings: BotSettings) -> str:
 
 
 class SharedGenerator:
-    """One bot's handle on a shared model: closing it closes the model after the last handle."""
+    """One bot's handle on a shared model: closing it closes the model after the last handle.
+    Its requests carry the bot's name (``tenant``), so the batching engine takes the bots in
+    turn as well as their users (core/generation/batching.py)."""
 
-    def __init__(self, inner: Generator, release: Callable[[], Awaitable[None]]) -> None:
-        self._inner, self._release, self._closed = inner, release, False
+    def __init__(self, inner: Generator, release: Callable[[], Awaitable[None]], bot: str = "") -> None:
+        self._inner, self._release, self._closed, self._bot = inner, release, False, bot
         self.name, self.context_window = inner.name, inner.context_window
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         return self._inner.count_tokens(messages)
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
-        return self._inner.stream(request)
+        return self._inner.stream(dataclasses.replace(request, tenant=self._bot))
 
     async def health(self) -> dict[str, Any]:
         return await self._inner.health()
@@ -101,7 +104,7 @@ class ModelRegistry:
                 del self._models[key]
             await model.aclose()
 
-        return SharedGenerator(model, release)
+        return SharedGenerator(model, release, settings.name)
 
     @property
     def loaded(self) -> int:

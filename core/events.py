@@ -177,6 +177,7 @@ class GenerationRequest:
     params: GenerationParams = GenerationParams()
     conversation_id: str = ""  # for cache reuse and fair queueing
     user_id: str = ""  # qualified user id, for fair queueing
+    tenant: str = ""  # the bot asking, when several bots share one model (fair queueing across bots)
     tools: tuple[ToolSpec, ...] = ()  # offered to the model (backends without tool support ignore them)
     tool_choice: str = "auto"  # "none": tools stay described (history has calls) but must not be called
 

@@ -11,9 +11,10 @@ Two engines run the batch; a fair admission queue of ours sits in front of eithe
 ``engine="auto"`` takes ``static`` when the model supports it. The queue:
 
 - at most ``max_batch_size`` requests decode together; the rest wait;
-- waiting requests are admitted round-robin across users, and one user holds at most
-  ``max_active_per_user`` slots, so a user flooding the bot does not delay another
-  user's first token beyond the next batch step;
+- waiting requests are admitted round-robin across bots (``tenant``: several bots of one
+  process sharing the model, bots/multi.py), then across each bot's users, and one user of
+  a bot holds at most ``max_active_per_user`` slots, so neither a user nor a bot flooding
+  the model delays another's first token beyond the next free slot;
 - the queue is bounded (``max_queue`` in all, ``max_waiting_per_user`` per user): beyond
   that :class:`GenerationBusy` is raised at once, so the chat service can answer "busy";
 - a cancelled, timed-out or abandoned request leaves the batch at the next step and
@@ -121,12 +122,14 @@ def filter_rows(scores: Any, rows: list[list[int]], params: list[tuple[float, in
 class BatchedRequest:
     """One request's life in the batcher; ``pieces`` streams its decoded text."""
 
-    def __init__(self, batcher: "ContinuousBatcher", ids: list[int], params: GenerationParams, max_new: int, user: str, conversation: str) -> None:
+    def __init__(self, batcher: "ContinuousBatcher", ids: list[int], params: GenerationParams, max_new: int, user: str,
+                 conversation: str, tenant: str = "") -> None:
         from transformers import AsyncTextIteratorStreamer
 
         self.batcher = batcher
         self.rid = f"pb-{next(_ids)}"
         self.ids, self.max_new, self.user, self.conversation = ids, max_new, user, conversation
+        self.tenant, self.key = tenant, (tenant, user)  # the queue key: a user of a bot
         greedy = params.temperature <= 0
         if batcher.engine == "static":  # greedy is its own fast path there
             self.kwargs = {"temperature": float(params.temperature), "top_k": params.top_k, "top_p": float(params.top_p)}
@@ -196,10 +199,11 @@ class ContinuousBatcher:
             cache_tokens = min(2 * max_batch_size * context_window, max(CPU_CACHE_BYTES // kv_bytes_per_token(model), 4 * page_size))
         self.cache_tokens = cache_tokens
         self.page_size = page_size
-        self._waiting: dict[str, deque[BatchedRequest]] = {}
-        self._turns: deque[str] = deque()  # users with waiting requests, round-robin order
+        self._waiting: dict[tuple[str, str], deque[BatchedRequest]] = {}  # (bot, user) -> its queue
+        self._tenants: deque[str] = deque()  # bots with waiting requests, round-robin order
+        self._turns: dict[str, deque[tuple[str, str]]] = {}  # bot -> its users with waiting requests, round-robin
         self._active: dict[str, BatchedRequest] = {}
-        self._active_per_user: dict[str, int] = {}
+        self._active_per_user: dict[tuple[str, str], int] = {}
         self._manager: Any = None
         self.stats = {"admitted": 0, "finished": 0, "cancelled": 0, "rejected": 0, "generated_tokens": 0}
 
@@ -266,43 +270,66 @@ class ContinuousBatcher:
     def active(self) -> int:
         return len(self._active)
 
-    def submit(self, ids: list[int], params: GenerationParams, max_new: int, *, user: str, conversation: str) -> BatchedRequest:
-        """Queue a request (call on the event loop). Raises GenerationBusy when the queue is full."""
+    def submit(self, ids: list[int], params: GenerationParams, max_new: int, *, user: str, conversation: str,
+               tenant: str = "") -> BatchedRequest:
+        """Queue a request (call on the event loop). Raises GenerationBusy when the queue is full.
+        ``tenant``: the bot asking, when several share this model."""
         if self._manager is None:
             raise GenerationError("the batch manager is not running")
-        queue = self._waiting.get(user)
+        key = (tenant, user)
+        queue = self._waiting.get(key)
         if self.waiting >= self.max_queue or (queue is not None and len(queue) >= self.max_waiting_per_user):
             self.stats["rejected"] += 1
             raise GenerationBusy(f"generation queue full ({self.waiting} waiting, {self.active} running)")
-        request = BatchedRequest(self, ids, params, max_new, user, conversation)
+        request = BatchedRequest(self, ids, params, max_new, user, conversation, tenant)
         if queue is None:
-            queue = self._waiting[user] = deque()
-            self._turns.append(user)
+            queue = self._waiting[key] = deque()
+            if tenant not in self._turns:
+                self._turns[tenant] = deque()
+                self._tenants.append(tenant)
+            self._turns[tenant].append(key)
         queue.append(request)
         self._admit()
         return request
 
     def _admit(self) -> None:
-        """Fill free slots from the waiting queues, one request per user per round."""
+        """Fill free slots from the waiting queues: one request per bot per round, each bot's
+        users in turn."""
         skipped = 0
-        while self._turns and len(self._active) < self.max_batch_size and skipped < len(self._turns):
-            user = self._turns[0]
-            self._turns.rotate(-1)
-            if self._active_per_user.get(user, 0) >= self.max_active_per_user:
+        while self._tenants and len(self._active) < self.max_batch_size and skipped < len(self._tenants):
+            tenant = self._tenants[0]
+            self._tenants.rotate(-1)
+            key = self._next_user(self._turns[tenant])
+            if key is None:  # each of this bot's waiting users holds its slots already
                 skipped += 1
                 continue
             skipped = 0
-            queue = self._waiting[user]
+            queue = self._waiting[key]
             request = queue.popleft()
             if not queue:
-                del self._waiting[user]
-                self._turns.remove(user)
+                self._forget_queue(key)
             self._start(request)
+
+    def _next_user(self, users: deque[tuple[str, str]]) -> tuple[str, str] | None:
+        for _ in range(len(users)):
+            key = users[0]
+            users.rotate(-1)
+            if self._active_per_user.get(key, 0) < self.max_active_per_user:
+                return key
+        return None
+
+    def _forget_queue(self, key: tuple[str, str]) -> None:
+        del self._waiting[key]
+        users = self._turns[key[0]]
+        users.remove(key)
+        if not users:
+            del self._turns[key[0]]
+            self._tenants.remove(key[0])
 
     def _start(self, request: BatchedRequest) -> None:
         request.state = "active"
         self._active[request.rid] = request
-        self._active_per_user[request.user] = self._active_per_user.get(request.user, 0) + 1
+        self._active_per_user[request.key] = self._active_per_user.get(request.key, 0) + 1
         self.stats["admitted"] += 1
         self._manager.register_result_handler(request.rid, self._on_output)
         self._manager.add_request(request.ids, request_id=request.rid, max_new_tokens=request.max_new, streaming=True,
@@ -329,18 +356,17 @@ class ContinuousBatcher:
             return
         if request.state == "active":
             del self._active[request.rid]
-            left = self._active_per_user[request.user] - 1
+            left = self._active_per_user[request.key] - 1
             if left:
-                self._active_per_user[request.user] = left
+                self._active_per_user[request.key] = left
             else:
-                del self._active_per_user[request.user]
+                del self._active_per_user[request.key]
             self.stats["generated_tokens"] += len(request.generated)
         elif request.state == "waiting":
-            queue = self._waiting[request.user]
+            queue = self._waiting[request.key]
             queue.remove(request)
             if not queue:
-                del self._waiting[request.user]
-                self._turns.remove(request.user)
+                self._forget_queue(request.key)
         request.state, request.error = "done", error
         request.pieces.end()
         self._admit()

@@ -413,7 +413,7 @@ class TransformersGenerator:
 
     async def _stream_batched(self, ids: list[int], params: GenerationParams, max_new: int, request: GenerationRequest) -> AsyncIterator[Chunk]:
         deadline = time.monotonic() + params.timeout_s
-        job = self._shared.batcher.submit(ids, params, max_new, user=request.user_id or request.conversation_id, conversation=request.conversation_id)
+        job = self._shared.batcher.submit(ids, params, max_new, user=request.user_id or request.conversation_id, conversation=request.conversation_id, tenant=request.tenant)
         with self._interrupts.watch(request.conversation_id) as interrupt:
             stops = (*params.stop, *self.renderer.stop_strings)
             async for chunk in relay(job.pieces, stop_producer=job.cancel, finish=job.finish, stops=stops, deadline=deadline, interrupt=interrupt):
