@@ -129,7 +129,7 @@ class ChatService:
                 )
             text = await self._filtered(ctx, said.strip() or EMPTY_REPLY)
             if built.sources:  # only passages that reached the prompt are cited
-                text = f"{text}\n\nSources: {'; '.join(built.sources)}"
+                text = f"{text}\n\n" + ctx.t("Sources: {sources}", sources="; ".join(built.sources))
         except GenerationError as error:
             log.warning("generation failed for %s: %s", event.event_id, error)
             text = ctx.t(error.user_message)
