@@ -6,7 +6,8 @@ stage, before ``rate_limit``, so a burst counts once) keeps, per (chat, user):
 
 * a *collecting* burst: the first chat turn opens it and waits ``[limits] merge_window_s``
   (groups) or ``dm_merge_window_s`` (DMs, 0 by default); every chat turn of that user in
-  that chat meanwhile joins it and returns at once. The window closes, the texts are joined
+  that chat meanwhile joins it, and its delivery ends with the turn that answers it (so an
+  adapter that counts an update handled when ``feed`` returns counts it once it is stored). The window closes, the texts are joined
   in order (one per line) and go on as one event: the first message's event id (so the
   store holds one user turn), the last message's id as the reply target, every image.
   The input stage then cuts the joined text to ``max_input_chars`` and says so (catalogs).
@@ -52,6 +53,7 @@ class Burst:
 
     events: list[IncomingMessage]
     grew: asyncio.Event = field(default_factory=asyncio.Event)  # set whenever a message joins
+    over: asyncio.Event = field(default_factory=asyncio.Event)  # its turn ended (answered, failed or stopped)
 
     def add(self, event: IncomingMessage) -> None:
         self.events.append(event)
@@ -148,8 +150,10 @@ class BurstMerger:
         state = self._states.setdefault(where, _State())
         self._restart(state)
         if state.collecting is not None:
-            state.collecting.add(event)
+            burst = state.collecting
+            burst.add(event)
             log.debug("event %s joins the burst of %s in %s", event.event_id, where[1], where[0])
+            await burst.over.wait()  # its delivery ends with the turn that answers it, as any message's does
             return
         burst = state.collecting = Burst([event])
         try:
@@ -159,6 +163,7 @@ class BurstMerger:
                 await state.running.over.wait()
         except BaseException:
             state.collecting = None
+            burst.over.set()
             if state.running is None:
                 self._states.pop(where, None)
             raise
@@ -166,7 +171,10 @@ class BurstMerger:
         if len(burst.events) > 1:
             log.info("events %s answered as one turn", ", ".join(e.event_id for e in burst.events))
         ctx.event = burst.merged()
-        await self._run(ctx, call_next, state, where)
+        try:
+            await self._run(ctx, call_next, state, where)
+        finally:
+            burst.over.set()
 
     async def _run(self, ctx: Context, call_next: Handler, state: _State, where: tuple[str, str]) -> None:
         shown = _Shown(ctx.outbox, lambda: [*ctx.notices, ctx.event.media_notice])

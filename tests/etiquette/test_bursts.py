@@ -4,6 +4,8 @@ Time is driven by events (DrivenWindow, HeldGenerator), never by sleeps."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bots.app_factory import bot_app
@@ -15,7 +17,9 @@ from tests.adapters.discord_fake_server import FakeDiscord
 from tests.adapters.discord_harness import USER_ID, running_bot
 from tests.adapters.telegram_fake_server import BOT_USERNAME, TOKEN, FakeBotAPI
 from tests.adapters.telegram_support import TOKEN_ENV, serving, telegram_settings, until
+from tests.conftest import make_event, make_settings
 from tests.etiquette.bursts_support import DrivenWindow, HeldGenerator, StoredTurns, with_generator, with_merger
+from tests.fakes import RecordingOutbox
 from core.generation.scripted import ScriptedGenerator
 
 GROUP, DM = -100777, 4242
@@ -168,3 +172,18 @@ async def test_discord_restart_edits_the_stopped_reply_and_answers_the_new_one(d
         await turns.wait(1)  # the stopped turn is not observed: only finished ones are
         history = await stored(bot.app, channel, "discord")
     assert history == [("user", "first"), ("assistant", "re:"), ("user", "second"), ("assistant", "re: second")]
+
+
+async def test_a_joined_messages_delivery_ends_only_after_its_turn_is_stored():
+    window, turns = DrivenWindow(size=2), StoredTurns()
+    features = [with_merger(window, dm_s=1.0), turns]
+    async with bot_app(make_settings(), store=SQLiteStore(":memory:"), generator=ScriptedGenerator(echo), features=features) as bot:
+        outbox = RecordingOutbox()
+        first = asyncio.create_task(bot.dispatcher.feed(make_event("one"), outbox))
+        await window.opened.get()
+        second = asyncio.create_task(bot.dispatcher.feed(make_event("two"), outbox))
+        stored_when_done: list[int] = []
+        second.add_done_callback(lambda _: stored_when_done.append(len(turns.turns)))
+        await asyncio.gather(first, second)
+    assert turns.turns == [("one\ntwo", "echo: one\ntwo")]
+    assert stored_when_done == [1]  # an adapter that marks the update handled then finds it stored
