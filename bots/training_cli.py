@@ -38,6 +38,7 @@ def register(app: typer.Typer) -> None:
         features: Annotated[bool, typer.Option(help="Also write stop-word-free 'features' per turn (retrieval models only).")] = False,
         overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
         grounded: Annotated[int, typer.Option(help="Also add this many grounded dialogues (memories, passages; English and Chinese) to train, 1/40 as many to valid.")] = 0,
+        grounded_invented: Annotated[float, typer.Option(help="Share of the grounded memory values made up on the spot (names, places, things no list holds), so the model must copy them from the prompt.")] = 0.0,
     ) -> None:
         """Collect, clean (NFKC, denoise, dedupe, scrub PII) and split dialogue data."""
         from rich.console import Console
@@ -70,7 +71,7 @@ def register(app: typer.Typer) -> None:
             if grounded:
                 from training.grounded import add_grounded
 
-                counts = add_grounded(out, grounded, seed=seed)
+                counts = add_grounded(out, grounded, seed=seed, invented=grounded_invented)
         except PersonabotError as exc:
             _fail(str(exc))
         c = Console()
@@ -107,8 +108,9 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option()] = 0,
         threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: every core; 1 is steadier on a busy machine).")] = None,
         resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.")] = False,
+        init_from: Annotated[Optional[Path], typer.Option(help="Start from this trained model's weights and tokenizer (its shape; the size options are ignored), with a fresh optimizer and schedule, e.g. to continue on new data.")] = None,
     ) -> None:
-        """Train a dialogue model from scratch; the best by validation loss is saved to OUT."""
+        """Train a dialogue model (from scratch, or from --init-from); the best by validation loss is saved to OUT."""
         from training.train import TrainConfig, train
 
         cfg = TrainConfig(
@@ -117,6 +119,7 @@ def register(app: typer.Typer) -> None:
             intermediate_size=intermediate_size, batch_size=batch_size, lr=lr, warmup_steps=warmup_steps,
             max_steps=max_steps, eval_every=eval_every, eval_batches=eval_batches, checkpoint_every=checkpoint_every,
             patience=patience, max_minutes=max_minutes, loss_on=loss_on, seed=seed, threads=threads,
+            init_from=str(init_from) if init_from else None,
         )
         try:
             result = train(cfg, resume=resume)

@@ -31,6 +31,7 @@ from core.personas import Persona, PersonaLibrary
 from core.prompt import Budget, PromptSection, build_prompt, passage_section
 from training.grounded_kb import ANSWER_LEADS, ANSWER_TAILS, BUNDLED_QUESTIONS, KB_TOPICS, KB_UNKNOWN, KB_VALUES
 from training.grounded_lists import ABSTAIN, ANSWERS, ENTITIES, MENTIONS, PET_KINDS, QUESTIONS, SLOTS, STATEMENTS, ZH_CHITCHAT
+from training.grounded_synth import invented_value
 
 LANGS = ("en", "zh")
 MIN_VALUES = 5  # an entity list needs this many values to be split
@@ -105,12 +106,29 @@ def _memory_text(lang: str, slot: str, value: str, kind: str, rng: random.Random
     return facts[0].text
 
 
+def _states_cleanly(lang: str, slot: str, value: str) -> bool:
+    """Whether every statement template of ``slot`` gives a stored fact that holds ``value``."""
+    for template in STATEMENTS[lang][slot]:
+        facts = extract_facts(_fill(template, value, kind=PET_KINDS[lang][0]))
+        if not facts or value not in facts[0].text:
+            return False
+    return True
+
+
 class Generator:
-    """Grounded examples drawn from one pool; ``chitchat`` gives English small-talk exchanges."""
+    """Grounded examples drawn from one pool; ``chitchat`` gives English small-talk exchanges.
+
+    ``invented``: the share of memory values made up on the spot (training/grounded_synth.py)
+    instead of drawn from the pool, never one of ``avoid`` (the held-out values).
+    """
 
     def __init__(self, pools: Pools, personas: PersonaLibrary, seed: int = 0,
-                 chitchat: list[tuple[str, str]] | None = None) -> None:
+                 chitchat: list[tuple[str, str]] | None = None, invented: float = 0.0,
+                 avoid: Pools | None = None) -> None:
         self.pools = pools
+        self.invented = invented
+        self.avoid = {lang: {slot: set(values) for slot, values in slots.items()}
+                      for lang, slots in (avoid.entities if avoid else {}).items()}
         self.personas = personas
         self.rng = random.Random(seed)
         self.chitchat = chitchat or [("How are you?", "I'm good, thanks! How about you?")]
@@ -122,7 +140,7 @@ class Generator:
         ents = self.pools.entities[lang]
         slots = rng.sample(SLOTS, rng.choices((0, 1, 2, 3, 4, 5), weights=(1, 3, 3, 3, 2, 2))[0])
         kind_of = {slot: rng.choice(PET_KINDS[lang]) for slot in SLOTS}
-        values = {slot: rng.choice(ents[slot]) for slot in SLOTS}
+        values = {slot: self._value(lang, slot, ents[slot]) for slot in SLOTS}
         sections: list[PromptSection] = []
         for slot in slots:
             if slot == "name" and rng.random() < 0.2:
@@ -166,6 +184,14 @@ class Generator:
         history = self._history(lang) + [ChatMessage("user", message)]
         persona = rng.choices(("companion", "assistant", "tutor"), weights=(7, 2, 1))[0]
         return Example(lang, kind, persona, sections, history, reply, expect, forbid, asked)
+
+    def _value(self, lang: str, slot: str, pool: list[str]) -> str:
+        if not (self.invented and self.rng.random() < self.invented):
+            return self.rng.choice(pool)
+        while True:  # an invented word may read as a function word ("I moved to No Bay."): draw again
+            value = invented_value(lang, slot, self.rng, self.avoid.get(lang, {}).get(slot, ()))
+            if _states_cleanly(lang, slot, value):
+                return value
 
     def _history(self, lang: str) -> list[ChatMessage]:
         if self.rng.random() >= 0.3:
@@ -282,11 +308,12 @@ def chitchat_pairs(convs: list[dict[str, Any]], limit: int = 4000, max_chars: in
 
 
 def add_grounded(data_dir: str | Path, n_train: int, n_valid: int | None = None, seed: int = 0,
-                 system_share: float = 0.3) -> dict[str, int]:
+                 system_share: float = 0.3, invented: float = 0.0) -> dict[str, int]:
     """Append grounded examples (training entities only) to a prepared folder's train/valid splits.
 
     A ``system_share`` of the chitchat training conversations also gets a persona's
-    system prompt in front, as every served prompt has one. Returns counts per kind.
+    system prompt in front, as every served prompt has one; an ``invented`` share of the
+    memory values is made up (see :class:`Generator`). Returns counts per kind.
     """
     import json
 
@@ -294,8 +321,10 @@ def add_grounded(data_dir: str | Path, n_train: int, n_valid: int | None = None,
 
     if n_train < 1:
         raise ConfigError("the number of grounded examples must be positive")
+    if not 0 <= invented <= 1:
+        raise ConfigError("the invented share of memory values must be between 0 and 1")
     out = Path(data_dir)
-    train_pool, _ = split_entities(seed=seed)
+    train_pool, held_out = split_entities(seed=seed)
     personas = bundled_personas()
     splits = {name: load_split(out, name) for name in ("train", "valid")}
     pairs = chitchat_pairs(splits["train"])
@@ -306,7 +335,8 @@ def add_grounded(data_dir: str | Path, n_train: int, n_valid: int | None = None,
             conv["turns"] = [{"role": "system", "text": persona.system_text()}, *conv["turns"]]
     counts: dict[str, int] = {}
     for name, n, offset in (("train", n_train, 1), ("valid", n_valid or max(50, n_train // 40), 2)):
-        generator = Generator(train_pool, personas, seed=seed * 10 + offset, chitchat=pairs)
+        generator = Generator(train_pool, personas, seed=seed * 10 + offset, chitchat=pairs, invented=invented,
+                              avoid=held_out)
         for i in range(n):
             example = generator.example(LANGS[i % 2])
             splits[name].append({"id": f"grounded:{name}:{i}", "source": "grounded", "lang": example.lang,

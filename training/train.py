@@ -38,6 +38,7 @@ class TrainConfig:
     out: str
     arch: str = "transformer"
     tokenizer: str | None = None  # folder of a saved tokenizer; trained on the train split when None
+    init_from: str | None = None  # a trained model folder to start from (its shape and tokenizer), e.g. on new data
     vocab_size: int = 8192
     block_size: int = 256  # longest training window, in tokens
     context_size: int | None = None  # model's context (max_position_embeddings); None = block_size
@@ -247,6 +248,17 @@ def evaluate_loss(model: Any, windows: list[tuple[list[int], list[int]]], batch_
     return total / max(count, 1)
 
 
+def _shape_of(cfg: TrainConfig, config: Any) -> TrainConfig:
+    """``cfg`` with the size fields of a loaded model's config (a Llama or the attention-LSTM)."""
+    if config.model_type != "llama":
+        return dataclasses.replace(cfg, arch="lstm")
+    return dataclasses.replace(
+        cfg, arch="transformer", hidden_size=config.hidden_size, layers=config.num_hidden_layers,
+        heads=config.num_attention_heads, intermediate_size=config.intermediate_size,
+        context_size=config.max_position_embeddings, vocab_size=config.vocab_size,
+    )
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log: Callable[[str], None] = print) -> TrainResult:
     """Train ``cfg.arch`` on ``cfg.data``; the best model by validation loss ends up in ``cfg.out``."""
     cfg.validate()
@@ -277,6 +289,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log: Ca
     out.mkdir(parents=True, exist_ok=True)
     if resume:
         tok = AutoTokenizer.from_pretrained(str(ckpt))
+    elif cfg.init_from:
+        tok = AutoTokenizer.from_pretrained(cfg.init_from)
     elif cfg.tokenizer:
         tok = AutoTokenizer.from_pretrained(cfg.tokenizer)
     else:
@@ -293,13 +307,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, log: Ca
     amp_dtype = None
     if device.type == "cuda":
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if resume:
+    if resume or cfg.init_from:
         from transformers import AutoModelForCausalLM
 
         from core.generation.lstm import register_custom_models
 
         register_custom_models()
-        model = AutoModelForCausalLM.from_pretrained(str(ckpt), dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(str(ckpt) if resume else cfg.init_from, dtype=torch.float32)
+        if cfg.init_from and not resume:
+            cfg = _shape_of(cfg, model.config)  # what is saved with the model says what it is
     else:
         model = build_model(cfg, tok)
     model.to(device)

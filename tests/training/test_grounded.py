@@ -79,6 +79,30 @@ def test_generated_training_examples_never_name_a_held_out_value(pools, personas
         assert not (words & {v for v in held_values if " " not in v and v.isascii()})
 
 
+def test_invented_values_are_fresh_never_held_out_and_stated_the_way_the_store_keeps_facts(pools, personas):
+    from training.grounded_synth import invented_value
+
+    train, held = pools
+    generator = Generator(train, personas, seed=4, invented=1.0, avoid=held)
+    asked = []
+    for i in range(400):
+        example = generator.memory_example(LANGS[i % 2])  # each memory went through extract_facts
+        if example.kind == "recall":
+            value = example.expect[0]
+            assert value.lower() in example.reply.lower() and any(value in s.text for s in example.sections)
+            assert value not in held.entities[example.lang][example.slot]
+            asked.append(value)
+    assert len(set(asked)) >= 0.95 * len(asked) > 50  # nothing to memorise: the prompt must be read
+    import random
+
+    rng = random.Random(0)
+    taken = {invented_value("en", "pet", random.Random(0))}  # the first draw, then refused
+    assert invented_value("en", "pet", rng, avoid=taken) not in taken
+    plain = Generator(train, personas, seed=4)
+    assert all(example.expect[0] in train.entities[example.lang][example.slot]
+               for example in (plain.memory_example(LANGS[i % 2]) for i in range(100)) if example.kind == "recall")
+
+
 def test_an_entity_list_too_small_to_split_is_a_clear_error():
     with pytest.raises(ConfigError, match="'en/pet' has 3 value"):
         split_entities({"en": {"pet": ["Rex", "Max", "Bo"]}}, {})

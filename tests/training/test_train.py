@@ -115,6 +115,22 @@ def test_train_saves_hf_model_and_resume_is_exact(tmp_path, tiny_data_dir, tiny_
     assert AutoModelForCausalLM.from_pretrained(str(out)).config.model_type == "llama"
 
 
+def test_init_from_starts_from_the_trained_weights_on_new_data(tmp_path, tiny_data_dir, tiny_tokenizer_dir):
+    base = train(_cfg(tiny_data_dir, tmp_path / "base", tiny_tokenizer_dir, max_steps=6), progress=False, log=lambda _: None)
+    logged = []
+    # the size options say otherwise: the model's own shape wins; max_minutes=0 stops after one step
+    cont = train(TrainConfig(data=str(tiny_data_dir), out=str(tmp_path / "next"), init_from=base.out, hidden_size=64,
+                             block_size=64, batch_size=4, eval_batches=2, eval_every=1, warmup_steps=1, max_steps=1,
+                             lr=1e-9, seed=3), progress=False, log=logged.append)
+    assert cont.steps == 1 and cont.parameters == base.parameters
+    # with a vanishing learning rate the first validation is the base model's own: it started from its weights
+    assert cont.best_val_loss == pytest.approx(base.best_val_loss, rel=0.02)
+    info = json.loads((tmp_path / "next" / "training_info.json").read_text())
+    assert info["config"]["init_from"] == base.out and info["config"]["hidden_size"] == TINY["hidden_size"]
+    fresh = train(_cfg(tiny_data_dir, tmp_path / "fresh", tiny_tokenizer_dir, max_steps=1), progress=False, log=lambda _: None)
+    assert fresh.best_val_loss > cont.best_val_loss
+
+
 def test_train_refuses_to_clobber_and_to_resume_nothing(tmp_path, tiny_data_dir, tiny_tokenizer_dir):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "f").write_text("keep")
