@@ -157,6 +157,7 @@ async def test_the_chain_is_visible_and_routes_match_in_order(app, outbox):
         "recovery:dedupe",
         "access:drop_banned",
         "access:locale",
+        "limits:merge_bursts",
         "limits:rate_limit",
         "input:input_limits",
         "route:command",

@@ -13,11 +13,11 @@ from tests.safety.conftest import safe_app
 
 async def test_the_chain_reads_in_the_documented_order(app):
     assert app.dispatcher.describe() == [
-        "recovery:dedupe", "access:drop_banned", "access:locale", "limits:rate_limit", "input:input_limits",
+        "recovery:dedupe", "access:drop_banned", "access:locale", "limits:merge_bursts", "limits:rate_limit", "input:input_limits",
         "moderation:moderate_input", "moderation:audit_commands", "route:command", "route:chat",
     ]
     assert type(app.dispatcher.middlewares[0]).__name__ == "ResumingDedupe"
-    assert type(app.dispatcher.middlewares[3]).__name__ == "AbuseLimiter"
+    assert type(app.dispatcher.middlewares[4]).__name__ == "AbuseLimiter"
 
 
 @pytest.mark.parametrize(
