@@ -11,6 +11,7 @@ import pytest
 from bots.app_factory import bot_app
 from core.bursts import STOPPED
 from core.events import ConversationKey
+from core.generation.scripted import ScriptedGenerator
 from core.i18n import t
 from core.storage.sqlite import SQLiteStore
 from tests.adapters.discord_fake_server import FakeDiscord
@@ -18,9 +19,14 @@ from tests.adapters.discord_harness import USER_ID, running_bot
 from tests.adapters.telegram_fake_server import BOT_USERNAME, TOKEN, FakeBotAPI
 from tests.adapters.telegram_support import TOKEN_ENV, serving, telegram_settings, until
 from tests.conftest import make_event, make_settings
-from tests.etiquette.bursts_support import DrivenWindow, HeldGenerator, StoredTurns, with_generator, with_merger
+from tests.etiquette.bursts_support import (
+    DrivenWindow,
+    HeldGenerator,
+    StoredTurns,
+    with_generator,
+    with_merger,
+)
 from tests.fakes import RecordingOutbox
-from core.generation.scripted import ScriptedGenerator
 
 GROUP, DM = -100777, 4242
 
