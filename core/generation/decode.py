@@ -82,20 +82,14 @@ class DecodeModel:
         if length > self.max_length:
             raise ValueError(f"{length} positions exceed the cache's {self.max_length}")
         if length > self.length:
-            new = self.length
-            while new < length:
-                new *= 2
-            self._grow(self.allocated, min(new, self.max_length))
+            self._grow(self.allocated, _doubled(self.length, length, self.max_length))
 
     def ensure_rows(self, rows: int) -> None:
         """Make rows ``0..rows-1`` exist (doubling); ValueError past the engine's ``rows``."""
         if rows > self.rows:
             raise ValueError(f"row {rows - 1} is past the cache's {self.rows} rows")
         if rows > self.allocated:
-            new = self.allocated
-            while new < rows:
-                new *= 2
-            self._grow(min(new, self.rows), self.length)
+            self._grow(_doubled(self.allocated, rows, self.rows), self.length)
 
     def _grow(self, rows: int, length: int) -> None:
         import torch
@@ -190,6 +184,13 @@ class DecodeModel:
             x = norm2(hidden)
             hidden = hidden + down(F.silu(gate(x)) * up(x))
         return hidden
+
+
+def _doubled(size: int, wanted: int, cap: int) -> int:
+    """``size`` doubled until it holds ``wanted``, at most ``cap``: few reallocations, little waste."""
+    while size < wanted:
+        size *= 2
+    return min(size, cap)
 
 
 def _norm(module: Any) -> Any:
