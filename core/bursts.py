@@ -7,23 +7,26 @@ stage, before ``rate_limit``, so a burst counts once) keeps, per (chat, user):
 * a *collecting* burst: the first chat turn opens it and waits ``[limits] merge_window_s``
   (groups) or ``dm_merge_window_s`` (DMs, 0 by default); every chat turn of that user in
   that chat meanwhile joins it, and its delivery ends with the turn that answers it (so an
-  adapter that counts an update handled when ``feed`` returns counts it once it is stored). The window closes, the texts are joined
-  in order (one per line) and go on as one event: the first message's event id (so the
-  store holds one user turn), the last message's id as the reply target, every image.
-  The input stage then cuts the joined text to ``max_input_chars`` and says so (catalogs).
-* a *running* turn: while it runs, a new burst keeps collecting and goes on only when the
-  turn is over, so a user's messages are never answered in parallel (``on_new_message =
-  "queue"``, the default). With ``"restart"``, a message arriving while the reply is on
-  screen cancels it: the shown draft is edited to a short notice, the chat service keeps
-  the partial reply as the answer to the earlier turn (stored once), and the new burst is
-  answered next. A reply not yet on screen is not cancelled (the new burst queues), so a
-  stored turn is never left unanswered.
+  adapter that counts an update handled when ``feed`` returns finds it stored). The window
+  closes, the texts are joined in order (one per line) and go on as one event: the first
+  message's event id (so the store holds one user turn), the last message's id as the
+  reply target, every image. The input stage then cuts the joined text to
+  ``max_input_chars`` and says so (catalogs).
+* its *turns*: a turn goes on into the chain at once; the chat service's conversation lock
+  (inside ``track_turns``, so a /forget meanwhile still sweeps it) answers it after the
+  user's reply in progress, never in parallel (``on_new_message = "queue"``, the default).
+  With ``"restart"``, a message arriving while the user's reply is on screen cancels it: the
+  shown messages are edited to a short notice (catalogs), the chat service keeps the partial
+  reply as the answer to the earlier turn (stored once), and the new burst, once that screen
+  is tidied, is answered next. A reply not yet on screen is not cancelled (the new burst
+  waits), so a stored turn is never left unanswered.
 
 Commands, chatter the bot does not answer and other users pass straight through. The state
 lives in this process; with several processes the conversation lease orders their turns.
 What is not stored: text past ``max_input_chars`` of the joined burst (as for one long
-message); a follower's event id is recorded but not stored as a turn, so a redelivery of
-it after a crash is answered as a turn of its own.
+message). A follower's event id is recorded but not stored as a turn, so a redelivery of
+it after a crash is answered as a turn of its own. A burst still in its window when the
+user's /forget runs is stored after it (the window is outside ``track_turns``).
 """
 
 from __future__ import annotations
@@ -122,7 +125,7 @@ class _Turn:
 @dataclass
 class _State:
     collecting: Burst | None = None
-    running: _Turn | None = None
+    turns: list[_Turn] = field(default_factory=list)  # this user's turns past their window, oldest first
 
 
 class BurstMerger:
@@ -159,15 +162,14 @@ class BurstMerger:
         try:
             seconds = self._group_window_s if event.chat_kind is ChatKind.GROUP else self._dm_window_s
             await self._window(seconds, burst)
-            while state.running is not None:  # queued behind the user's reply in progress
-                await state.running.over.wait()
+            for stopped in [turn for turn in state.turns if turn.restarted]:  # its screen is tidied first
+                await stopped.over.wait()
         except BaseException:
-            state.collecting = None
             burst.over.set()
-            if state.running is None:
-                self._states.pop(where, None)
+            state.collecting = None
+            self._forget_if_idle(where, state)
             raise
-        state.collecting = None  # no await from here until the turn is running: nothing slips past
+        state.collecting = None
         if len(burst.events) > 1:
             log.info("events %s answered as one turn", ", ".join(e.event_id for e in burst.events))
         ctx.event = burst.merged()
@@ -179,7 +181,8 @@ class BurstMerger:
     async def _run(self, ctx: Context, call_next: Handler, state: _State, where: tuple[str, str]) -> None:
         shown = _Shown(ctx.outbox, lambda: [*ctx.notices, ctx.event.media_notice])
         ctx.outbox = shown
-        turn = state.running = _Turn(asyncio.create_task(call_next(ctx), name=f"turn {ctx.event.event_id}"), shown)
+        turn = _Turn(asyncio.create_task(call_next(ctx), name=f"turn {ctx.event.event_id}"), shown)
+        state.turns.append(turn)
         try:
             await turn.task
         except asyncio.CancelledError:
@@ -193,13 +196,18 @@ class BurstMerger:
             if found is not None and found[1] is None:  # cancelled between the stream's end and its storing
                 await self._store.add_reply(found[0].id, stopped)
         finally:
-            state.running = None
+            state.turns.remove(turn)
             turn.over.set()
-            if state.collecting is None:
-                self._states.pop(where, None)
+            self._forget_if_idle(where, state)
 
     def _restart(self, state: _State) -> None:
-        turn = state.running
-        if self._mode == "restart" and turn is not None and turn.shown.drafts and not turn.restarted:
-            turn.restarted = True
-            turn.task.cancel()
+        if self._mode != "restart":
+            return
+        for turn in state.turns:
+            if turn.shown.drafts and not turn.restarted:
+                turn.restarted = True
+                turn.task.cancel()
+
+    def _forget_if_idle(self, where: tuple[str, str], state: _State) -> None:
+        if state.collecting is None and not state.turns and self._states.get(where) is state:
+            del self._states[where]
