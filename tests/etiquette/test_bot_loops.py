@@ -30,7 +30,7 @@ async def test_a_bot_to_bot_loop_stops_at_the_cap_until_a_human_speaks(fake, mon
         await fake.dispatch("MESSAGE_CREATE", from_bot(fake, channel, UNLISTED_BOT, "spam"))
         for turn in range(4):  # the listed bot keeps talking to us, each time after our reply
             await fake.dispatch("MESSAGE_CREATE", from_bot(fake, channel, OTHER_BOT, f"ping {turn}"))
-            if turn < 2:  # (a ping sent while a reply runs would wait and join the next turn: core/bursts.py)
+            if turn < 2:  # each answered one before the next arrives, as bots talking to each other do
                 await fake.wait_for(lambda n=turn + 1: len(fake.texts_in(channel)) == n)
         await fake.dispatch("MESSAGE_CREATE", fake.message(channel, USER_ID, f"<@{fake.bot_id}> human here", mentions_bot=True))
         await fake.wait_for(lambda: len(fake.texts_in(channel)) == 3)
