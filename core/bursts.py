@@ -75,7 +75,7 @@ class Burst:
         )
 
 
-Window = Callable[[float, Burst], Awaitable[None]]
+Window = Callable[[float, Burst], Awaitable[None]]  # waits out a burst's window (tests drive it with ``grew``)
 
 
 async def sleep_window(seconds: float, burst: Burst) -> None:
@@ -138,11 +138,6 @@ class BurstMerger:
         self._group_window_s, self._dm_window_s = group_window_s, dm_window_s
         self._mode, self._window = mode, window
         self._states: dict[tuple[str, str], _State] = {}
-
-    def collecting(self, chat: str, user: str) -> Burst | None:
-        """The burst of ``user`` in ``chat`` (qualified ids) still collecting, if any."""
-        state = self._states.get((chat, user))
-        return state.collecting if state else None
 
     async def __call__(self, ctx: Context, call_next: Handler) -> None:
         event = ctx.event
