@@ -56,10 +56,11 @@ class TurnJournal:
         self.pending: list[Any] | None = None  # [is an edit, chat id, message id, text] of the attempt in flight
         self.sends: list[list[Any]] = []  # [chat id, wall time]
 
-    async def attempt(self, endpoint: str, chat_id: str, text: str | None, message_id: str | None) -> None:
+    async def attempt(self, endpoint: str, chat_id: str, text: str | None, message_id: str | None, at: float) -> None:
+        """A message call is about to leave (``at``: the time its rate slot was taken)."""
         self._resolve()
         self.pending = [endpoint == "editMessageText", chat_id, message_id, text or ""]
-        self.sends.append([chat_id, self._clock()])
+        self.sends.append([chat_id, at])
         await self._write()
 
     async def sent(self, message_id: str | None) -> None:

@@ -49,7 +49,7 @@ _FORGET_AFTER = 256  # windows kept before idle ones are dropped
 class SendHook(Protocol):
     """Told about each attempt of a message call made for one update (the send journal)."""
 
-    async def attempt(self, endpoint: str, chat_id: str, text: str | None, message_id: str | None) -> None: ...
+    async def attempt(self, endpoint: str, chat_id: str, text: str | None, message_id: str | None, at: float) -> None: ...
 
     async def sent(self, message_id: str | None) -> None: ...
 
@@ -195,18 +195,20 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
                 return result
 
     async def _slot(self, budgets: list[_Window], hook: SendHook | None, endpoint: str, data: dict[str, Any]) -> None:
-        """Wait until every budget has room, tell the journal, then take the slots (no await after)."""
-        told = False
+        """Wait until every budget has room and take the slots (no await in between), then
+        tell the journal, with the slot's time, just before the request leaves.
+
+        The journal is told after the slot is taken, never while waiting for one: an
+        attempt it holds is always one that was about to leave (journal.py counts it as
+        shown). The write's own latency is the little the send can lag its slot (MARGIN_S)."""
         while True:
             delay = self._delay(budgets)
-            if delay > 0:
-                await asyncio.sleep(delay)
-                continue
-            if hook is not None and not told:
-                told = True
-                message_id = data.get("message_id")
-                await hook.attempt(endpoint, str(data["chat_id"]), data.get("text") or data.get("caption"),
-                                   None if message_id is None else str(message_id))
-                continue  # the journal write took time: check the budgets again
-            self._record(budgets, self._clock())
-            return
+            if delay <= 0:
+                break
+            await asyncio.sleep(delay)
+        at = self._clock()
+        self._record(budgets, at)
+        if hook is not None:
+            message_id = data.get("message_id")
+            await hook.attempt(endpoint, str(data["chat_id"]), data.get("text") or data.get("caption"),
+                               None if message_id is None else str(message_id), at)
