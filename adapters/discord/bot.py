@@ -42,10 +42,12 @@ from core.http.health import Health
 from adapters.discord.settings import DiscordSettings
 from core.settings import BotSettings
 
+from adapters.discord.catchup import CatchUp
 from adapters.discord.commands import CoreCommandTree, sync_commands
 from adapters.discord.convert import PLATFORM, message_event
 from adapters.discord.media import with_image
-from adapters.discord.outbox import ChannelOutbox, no_pings
+from adapters.discord.outbox import ChannelOutbox, Pacer, no_pings
+from core.ports import PluginStore
 
 if TYPE_CHECKING:
     from core.http.operator import Operator
@@ -105,13 +107,15 @@ def without_voice() -> None:
 
 
 RECOVERY_WINDOW_S = 3600.0  # turns a crash left unanswered for longer than this stay unanswered
+CATCH_UP_CONCURRENCY = 8  # channels whose history is read at once after a READY
 
 
 class DiscordBot(discord.AutoShardedClient):
     """One bot's connection (its shards). Options here are for tests; the rest comes from the bot file.
 
     ``identify_spacing``: seconds between two shards' IDENTIFY (Discord allows one per
-    5 s); ``health``: where the shards' state is reported for ``/readyz``.
+    5 s); ``health``: where the shards' state is reported for ``/readyz``; ``pacer``: the
+    message budgets (adapters/discord/outbox.py; tests pass fast ones).
     """
 
     def __init__(
@@ -122,6 +126,7 @@ class DiscordBot(discord.AutoShardedClient):
         auto_defer_after: float = 2.0,
         identify_spacing: float = 5.0,
         health: Health | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         without_voice()
         options = app.settings.platform(DiscordSettings)
@@ -151,6 +156,11 @@ class DiscordBot(discord.AutoShardedClient):
         self._handlers: set[asyncio.Task[Any]] = set()
         self._muted_channels: set[int] = set()
         self._recovery: list[tuple[asyncio.Lock, str, list[StoredMessage]]] | None = None  # taken before the gateway
+        if not isinstance(app.store, PluginStore):  # both bundled stores are
+            raise ConfigError("discord: the store cannot keep the channel cursors (it has no key-value namespace)")
+        self._catchup = CatchUp(app.store, RECOVERY_WINDOW_S)
+        self.pacer = pacer or Pacer()
+        self._background: set[asyncio.Task[Any]] = set()
 
     @property
     def edit_interval(self) -> float | None:
@@ -168,6 +178,7 @@ class DiscordBot(discord.AutoShardedClient):
         """After login, before the gateway: the turns to recover, then the slash commands if
         the bot file asks to publish them."""
         await self._take_recovery()
+        await self._catchup.load()
         options = self.options
         if not (options.sync_guilds or options.sync_global):
             return
@@ -207,12 +218,63 @@ class DiscordBot(discord.AutoShardedClient):
         log.info("discord: shard %d of %s ready", shard_id, self.shard_count)
         self._shards_up.add(shard_id)
         self._shard_state_changed()
+        self._start_catch_up(shard_id)
+
+    @staticmethod
+    def _may_catch_up(channel: Any) -> bool:
+        """Whether the bot may read the history of a server channel and answer there."""
+        me = channel.guild.me
+        if me is None or not hasattr(channel, "permissions_for"):
+            return False
+        permissions = channel.permissions_for(me)
+        may_send = permissions.send_messages_in_threads if isinstance(channel, discord.Thread) else permissions.send_messages
+        return bool(may_send and permissions.read_message_history)
+
+    def _start_catch_up(self, shard_id: int) -> None:
+        """A new session (a start, or after an invalid one): read what it never received (catchup.py)."""
+        mine = [guild for guild in self.guilds if guild.shard_id == shard_id]
+        points = self._catchup.plan(channel.id for guild in mine for channel in guild.text_channels)
+        channels = []
+        for channel_id, after in points.items():
+            channel = self.get_channel(channel_id)
+            guild = getattr(channel, "guild", None)
+            if guild is None and shard_id == 0:  # a DM (not cached after a start)
+                channels.append((self.get_partial_messageable(channel_id), after))
+            elif guild is not None and guild.shard_id == shard_id and self._may_catch_up(channel):
+                channels.append((channel, after))
+            else:
+                self._catchup.skip(channel_id)
+        if not channels:
+            return
+        limit = asyncio.Semaphore(CATCH_UP_CONCURRENCY)
+
+        async def catch_up(channel: Any, after: int) -> None:
+            handlers: list[asyncio.Task[None]] = []
+            try:
+                async with limit:
+                    async for message in channel.history(after=discord.Object(after), limit=None, oldest_first=True):
+                        # as if just arrived: handled concurrently, a conversation's turns in order (its lock)
+                        handlers.append(asyncio.create_task(self.on_message(message)))
+                        await asyncio.sleep(0)  # each takes its place in the order before the next
+                await asyncio.gather(*handlers, return_exceptions=True)
+                log.debug("discord: channel %s: %d messages read after %s", channel.id, len(handlers), after)
+            except (discord.HTTPException, aiohttp.ClientError) as error:
+                log.warning("discord: could not read the history of channel %s: %s", channel.id, error)
+            finally:
+                await self._catchup.end(channel.id)
+
+        for channel, after in channels:
+            task = asyncio.create_task(catch_up(channel, after), name=f"discord catch-up {channel.id}")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def on_shard_resumed(self, shard_id: int) -> None:
+        self._catchup.release()
         self._shards_up.add(shard_id)
         self._shard_state_changed()
 
     async def on_shard_disconnect(self, shard_id: int) -> None:
+        self._catchup.hold()
         self._shards_up.discard(shard_id)
         self._shard_state_changed()
 
@@ -220,7 +282,9 @@ class DiscordBot(discord.AutoShardedClient):
         assert self.user is not None
         log.info("discord: connected as %s (%s) in %d servers", self.user, self.user.id, len(self.guilds))
         # scheduled jobs post to any channel, thread or DM by id from now on
-        self.app.seams.outboxes.register(PLATFORM, ChannelOutbox(self, None, in_server=False, edit_interval=None))
+        self.app.seams.outboxes.register(
+            PLATFORM, ChannelOutbox(self, None, in_server=False, edit_interval=None, pacer=self.pacer)
+        )
         self.start_recovery()
 
     async def _take_recovery(self) -> None:
@@ -275,14 +339,18 @@ class DiscordBot(discord.AutoShardedClient):
             return 0
         channel = self.get_channel(int(thread_id or chat_id))
         in_server = getattr(channel, "guild", None) is not None
+        event_id = message.event_id or f"{PLATFORM}:recovered:{message.id}"
+        answered = event_id.removeprefix(f"{PLATFORM}:message:") if event_id.startswith(f"{PLATFORM}:message:") else None
         event = IncomingMessage(
-            event_id=message.event_id or f"{PLATFORM}:recovered:{message.id}",
+            event_id=event_id,
             key=key,
             user=user,
             text=message.text,
             chat_kind=ChatKind.GROUP if in_server else ChatKind.PRIVATE,
+            message_id=answered,
         )
-        outbox = ChannelOutbox(self, None, in_server=in_server, edit_interval=None)
+        # The answer's nonces are the live ones: a reply the killed process sent comes back, not twice.
+        outbox = ChannelOutbox(self, None, in_server=in_server, edit_interval=None, answers=answered, pacer=self.pacer)
         try:
             await self.app.chat.respond(Context(event=event, outbox=outbox), conversation, message)
             await outbox.aclose()
@@ -304,8 +372,16 @@ class DiscordBot(discord.AutoShardedClient):
         return may_send, permissions.read_message_history
 
     async def on_message(self, message: discord.Message) -> None:
+        """Every message the bot sees (gateway or catch-up) moves its channel's cursor once handled."""
         if self.user is None:
             return
+        channel_id = message.channel.id
+        await self._catchup.received(channel_id, message.id)
+        await self._handle(message)
+        await self._catchup.handled(channel_id, message.id)  # not reached when cancelled: the cursor waits
+
+    async def _handle(self, message: discord.Message) -> None:
+        assert self.user is not None
         model = self.app.settings.model
         event = message_event(
             message, self.user.id, self.options.channels, vision=model.vision, bots=self.app.settings.access.bots
@@ -327,6 +403,8 @@ class DiscordBot(discord.AutoShardedClient):
             in_server=message.guild is not None,
             can_reference=may_reference,
             edit_interval=self.edit_interval,
+            answers=str(message.id),
+            pacer=self.pacer,
         )
         with self.tracked():
             await self.app.dispatcher.feed(event, outbox)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Awaitable
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiohttp
@@ -60,6 +62,43 @@ async def platform_call(awaitable: Awaitable[T], what: str) -> T:
         raise PlatformError(f"discord: {what}: {type(error).__name__}: {error}") from error
 
 
+class Pacer:
+    """Discord's message budgets (5 per 5 s in a channel, 50 requests a second in all) as
+    sliding windows checked and taken in one step when a call leaves. discord.py follows
+    the rate-limit headers Discord sends, but only after the first response of a bucket
+    tells it; this keeps a burst of answers within the budget from the first call. A new
+    process cannot know what a killed one sent in the last seconds, so it sends nothing
+    for one channel period after it starts (the gateway's READY takes about as long)."""
+
+    def __init__(self, per_channel: int = 5, channel_period_s: float = 5.0, overall: int = 50,
+                 margin_s: float = 0.1, quiet_start: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
+        self._channel = (per_channel, channel_period_s + margin_s)
+        self._overall = (overall, 1.0 + margin_s)
+        self._times: dict[int | None, deque[float]] = {None: deque()}
+        self._clock = clock
+        self._quiet_until = clock() + channel_period_s + margin_s if quiet_start else 0.0
+
+    def _wait(self, key: int | None, count: int, period: float, now: float) -> float:
+        times = self._times.setdefault(key, deque())
+        while times and times[0] <= now - period:
+            times.popleft()
+        return 0.0 if len(times) < count else times[-count] + period - now
+
+    async def slot(self, channel_id: int) -> None:
+        while True:
+            now = self._clock()
+            delay = max(self._wait(channel_id, *self._channel, now), self._wait(None, *self._overall, now),
+                        self._quiet_until - now)
+            if delay <= 0:
+                self._times[channel_id].append(now)
+                self._times[None].append(now)
+                if len(self._times) > 1024:  # forget idle channels
+                    for key in [k for k, t in self._times.items() if k is not None and (not t or t[-1] <= now - self._channel[1])]:
+                        del self._times[key]
+                return
+            await asyncio.sleep(delay)
+
+
 class _DiscordOutbox:
     max_message_length = MAX_MESSAGE_LENGTH
     markdown_fences = True  # Discord renders ``` blocks; splits close and reopen them
@@ -91,6 +130,14 @@ class ChannelOutbox(_DiscordOutbox):
     ephemeral). Replies reference the user's message in servers when the bot may read
     the history (Discord refuses references otherwise); in DMs they are plain messages.
     Without an author (plugin jobs) every message goes to its key's channel or thread.
+
+    Never twice: each part of the answer to message M is sent with the nonce ``M-n`` and
+    ``enforce_nonce`` (discord.py sets it with ``nonce``), so Discord returns the message
+    it already made for that nonce instead of a new one. A process killed after sending
+    but before storing the reply sends it again at the restart and gets the same message
+    back; its text is then made what the bot stores now (an edit), so the screen and the
+    history agree. Notices and other messages without the answer's ``reply_to`` carry none.
+    ``pacer``: Discord's per-channel and global budgets, measured when each call leaves.
     """
 
     def __init__(
@@ -101,8 +148,13 @@ class ChannelOutbox(_DiscordOutbox):
         in_server: bool,
         can_reference: bool = True,
         edit_interval: float | None = 1.0,
+        answers: str | None = None,
+        pacer: "Pacer | None" = None,
     ) -> None:
         super().__init__(edit_interval=edit_interval)
+        self._answers = answers  # the id of the message this outbox answers (the nonces' base)
+        self._nonces = 0
+        self._pacer = pacer
         self._client = client
         self._author = author
         self._in_server = in_server
@@ -123,6 +175,7 @@ class ChannelOutbox(_DiscordOutbox):
             )
         parts = self.parts(reply.text)
         message: discord.Message | None = None
+        the_answer = self._answers is not None and reply.reply_to == self._answers
         for index, part in enumerate(parts):
             answers = reference is not None and index == 0  # only the first part is a reply
             kwargs: dict[str, Any] = {"content": part, "allowed_mentions": no_pings(replied_user=answers)}
@@ -130,16 +183,28 @@ class ChannelOutbox(_DiscordOutbox):
                 kwargs["reference"] = reference
             if index == len(parts) - 1 and reply.attachment is not None:
                 kwargs["file"] = to_file(reply.attachment)
+            if the_answer:
+                kwargs["nonce"] = f"{self._answers}-{self._nonces}"  # at most 25 characters: a snowflake and a count
+                self._nonces += 1
+            await self._pace(destination.id)
             message = await platform_call(destination.send(**kwargs), f"send to {destination.id}")
             if message.channel.id != target_channel_id(key):
                 self._channel_of[str(message.id)] = message.channel.id
+            if the_answer and message.content != part and reply.attachment is None:  # made before a kill
+                await self._pace(message.channel.id)
+                await platform_call(message.edit(content=part, allowed_mentions=no_pings()), f"edit in {message.channel.id}")
         assert message is not None
         return SentMessage(key, str(message.id))
 
     async def edit(self, sent: SentMessage, text: str) -> None:
         channel_id = self._channel_of.get(sent.message_id, target_channel_id(sent.key))
         partial = self._client.get_partial_messageable(channel_id).get_partial_message(int(sent.message_id))
+        await self._pace(channel_id)
         await platform_call(partial.edit(content=text, allowed_mentions=no_pings()), f"edit in {channel_id}")
+
+    async def _pace(self, channel_id: int) -> None:
+        if self._pacer is not None:
+            await self._pacer.slot(channel_id)
 
     async def typing(self, key: ConversationKey) -> None:
         channel = self._client.get_partial_messageable(target_channel_id(key))

@@ -20,6 +20,12 @@ Sharding as Discord does it: ``FakeDiscord(shards=2)`` recommends two shards in
 session of its own whose READY lists only its guilds (``(guild_id >> 22) % count``);
 ``dispatch`` sends a guild's event on the connection of the shard that owns it (DMs
 on shard 0); a wrong shard count is closed with 4010 (invalid shard).
+Channel history: ``post`` puts a user's message in its channel (``GET
+channels/ID/messages?after=`` lists it with the bot's, as Discord does) and dispatches
+it if the bot is connected; while its socket is down the event is kept for a RESUME,
+and with no session (the bot is not running, or ``drop_connection(forget=True)`` made
+it IDENTIFY again) it is only in the history. Message create honours ``nonce`` with
+``enforce_nonce`` (the same nonce again returns the message it created).
 """
 
 from __future__ import annotations
@@ -109,6 +115,8 @@ class FakeDiscord:
         self._ids = itertools.count(1)
         self.files: dict[str, bytes] = {}  # attachment id -> bytes (GET /attachments/ID/NAME)
         self.downloads: list[str] = []  # attachment ids the bot fetched
+        self.history: dict[int, list[dict[str, Any]]] = {}  # channel id -> users' messages posted there
+        self._nonces: dict[str, int] = {}  # nonce -> id of the message created with it
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -432,6 +440,24 @@ class FakeDiscord:
         assert session is not None and not session.ws.closed, f"no gateway connection for shard {shard}"
         return await self._send(session, event, data)
 
+    async def post(self, data: dict[str, Any]) -> int:
+        """A user's message (a ``message`` payload): into its channel's history, and on the
+        gateway as MESSAGE_CREATE when the bot has a session (kept for its RESUME while the
+        socket is down); 0 when no session got it (the bot catches up from the history)."""
+        self.history.setdefault(int(data["channel_id"]), []).append(data)
+        guild = data.get("guild_id")
+        session = self.sessions.get(self.shard_of(int(guild) if guild is not None else None))
+        if session is None:
+            return 0
+        if session.ws.closed:
+            session.seq += 1
+            session.sent.append({"op": 0, "t": "MESSAGE_CREATE", "s": session.seq, "d": data})
+            return session.seq
+        try:
+            return await self._send(session, "MESSAGE_CREATE", data)
+        except (ConnectionResetError, RuntimeError):  # the socket went down meanwhile: kept for the RESUME
+            return session.seq
+
     async def _send(self, session: Session, event: str, data: dict[str, Any]) -> int:
         session.seq += 1
         frame = {"op": 0, "t": event, "s": session.seq, "d": data}
@@ -439,10 +465,14 @@ class FakeDiscord:
         await session.ws.send_json(frame)
         return session.seq
 
-    async def drop_connection(self, code: int = 4000, shard: int = 0) -> None:
-        """Close a shard's gateway socket as a network problem would; discord.py reconnects and RESUMEs."""
+    async def drop_connection(self, code: int = 4000, shard: int = 0, *, forget: bool = False) -> None:
+        """Close a shard's gateway socket as a network problem would; discord.py reconnects and
+        RESUMEs (``forget``: the session is gone, so it must IDENTIFY again and misses what came meanwhile)."""
         self.identified.clear()
-        await self.sessions[shard].ws.close(code=code)
+        session = self.sessions[shard]
+        if forget:
+            del self.sessions[shard]
+        await session.ws.close(code=code)
 
     async def _identify(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
         self.identify_payloads.append(data)
@@ -566,6 +596,13 @@ class FakeDiscord:
         self.messages[message_id] = message
         return message
 
+    def _channel_history(self, channel_id: int, query: dict[str, str]) -> list[dict[str, Any]]:
+        """Messages after ``after`` (the oldest ``limit`` of them), newest first, as Discord lists them."""
+        after, limit = int(query.get("after") or 0), min(100, int(query.get("limit") or 50))
+        mine = [self._public(m) for m in self.messages.values() if m["channel_id"] == str(channel_id)]
+        every = sorted((m for m in self.history.get(channel_id, []) + mine if int(m["id"]) > after), key=lambda m: int(m["id"]))
+        return list(reversed(every[:limit]))
+
     @staticmethod
     def _public(message: dict[str, Any]) -> dict[str, Any]:
         private = ("allowed_mentions", "files", "original", "deferred", "loading", "interaction_token")
@@ -617,7 +654,15 @@ class FakeDiscord:
             )
         if match := re.fullmatch(r"channels/(\d+)/messages", path):
             if method == "POST":
-                return _json(self._public(self._new_message(match[1], body, call.files)))
+                nonce = body.get("nonce") if body.get("enforce_nonce") else None
+                if nonce is not None and nonce in self._nonces:  # Discord: the message this nonce made
+                    return _json(self._public(self.messages[self._nonces[nonce]]))
+                message = self._new_message(match[1], body, call.files)
+                if nonce is not None:
+                    self._nonces[nonce] = int(message["id"])
+                return _json(self._public(message))
+            if method == "GET":
+                return _json(self._channel_history(int(match[1]), call.query))
         if match := re.fullmatch(r"channels/(\d+)/messages/(\d+)", path):
             if method == "PATCH":
                 return self._edit(int(match[2]), body)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.discord.outbox import Pacer
 from adapters.discord.bot import DiscordBot, run_bot
 from bots.app_factory import bot_app
 from core.app import Feature
@@ -65,6 +66,7 @@ async def running_bot(
     token: str | None = None,
     safety: dict[str, Any] | None = None,
     access: dict[str, Any] | None = None,
+    store: Any = None,
     **discord: Any,
 ) -> AsyncIterator[Running]:
     """The bot connected to ``fake`` (READY and guilds received); stopped and checked on exit."""
@@ -81,8 +83,9 @@ async def running_bot(
         overrides["access"] = access
     settings = make_settings(**overrides)
     generator = ScriptedGenerator(replies)
-    async with bot_app(settings, store=SQLiteStore(":memory:"), generator=generator, features=features or []) as app:
-        bot = DiscordBot(app, guild_ready_timeout=0.01, auto_defer_after=auto_defer_after)
+    async with bot_app(settings, store=store or SQLiteStore(":memory:"), generator=generator, features=features or []) as app:
+        fast = Pacer(per_channel=1000, overall=10_000, quiet_start=False)  # the rules stay, the budgets are big
+        bot = DiscordBot(app, guild_ready_timeout=0.01, auto_defer_after=auto_defer_after, pacer=fast)
         stop = asyncio.Event()
         task = asyncio.create_task(run_bot(bot, stop))
         running = Running(fake, app, bot, generator, task, stop)
