@@ -53,9 +53,8 @@ def platform_parts(settings: BotSettings) -> PlatformParts:
     telegram = settings.platform(TelegramSettings)
     if not telegram.group_admins_are_admins:
         return PlatformParts(policies)
-    lister = BotApiAdmins(settings)  # a group's administrators, for that group only
+    lister = BotApiAdmins(settings)  # a group's administrators: admins of that group only
     group_admins = GroupAdmins(lister, telegram.group_admins_ttl_s)
-    policies["telegram"] = group_admins.policy
     return PlatformParts(policies, (group_admins_feature(group_admins, lister),))
 
 

@@ -166,7 +166,7 @@ async def setup_core(bot: Runtime, stack: AsyncExitStack) -> None:
         seams.middlewares.add("limits", "channel_cooldown", ChannelCooldown(limits.channel_cooldown_s))
     seams.middlewares.add("input", "input_limits", limit_input(limits.max_input_chars))
     seams.commands.extend(builtin_commands(bot))
-    seams.command_filters.append(RequireAdmin(bot.store, bot.is_admin))
+    seams.command_filters.append(RequireAdmin(bot.store, bot.is_admin, bot.is_chat_admin))
     command_route = CommandRoute(seams.commands, seams.command_filters, bot.store)
     seams.routes.add(Route("command", command_route.matches, command_route))
     seams.routes.add(Route("chat", lambda ctx: ctx.event.addressed_to_bot, bot.chat.handle))

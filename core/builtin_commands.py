@@ -32,9 +32,11 @@ async def start(bot: Runtime, ctx: Context, args: tuple[str, ...]) -> str:
 async def help_command(bot: Runtime, ctx: Context, args: tuple[str, ...]) -> str:
     lines = [ctx.t("Commands:")]
     lines += [f"{spec.usage} — {ctx.t(spec.description)}" for spec in bot.commands.user_commands()]
-    if bot.is_admin(ctx.event):
+    if bot.is_chat_admin(ctx.event):  # a chat's own admins see the commands they may run there
+        admin = bot.is_admin(ctx.event)
         lines += ["", ctx.t("Admin commands:")]
-        lines += [f"{spec.usage} — {ctx.t(spec.description)}" for spec in bot.commands.admin_commands()]
+        lines += [f"{spec.usage} — {ctx.t(spec.description)}" for spec in bot.commands.admin_commands()
+                  if admin or spec.chat_admin]
     return "\n".join(lines)
 
 
@@ -51,7 +53,7 @@ async def persona_command(bot: Runtime, ctx: Context, args: tuple[str, ...]) -> 
         return shown + "\n" + ctx.t(await persona_source(bot.store, bot.personas, bot.settings, event, conversation))
     persona = bot.personas.get(args[0]).localized(ctx.locale)
     group = event.chat_kind is ChatKind.GROUP
-    if group and not bot.settings.personas.members_switch_in_groups and not bot.is_admin(event):
+    if group and not bot.settings.personas.members_switch_in_groups and not bot.is_chat_admin(event):
         source = await persona_source(bot.store, bot.personas, bot.settings, event, conversation)
         raise PermissionDenied(
             f"{event.user} may not switch the persona of {event.key}",
@@ -97,6 +99,9 @@ async def admin_persona_default(bot: Runtime, ctx: Context, args: tuple[str, ...
     where = args[1] if len(args) > 1 else "chat"
     event = ctx.event
     scope = {"bot": "bot", "chat": chat_scope(event), "server": space_scope(event)}[where]
+    if where != "chat" and not bot.is_admin(event):  # a chat's own admins set this chat only
+        await bot.store.audit(event.user.qualified, "admin persona-default", f"{persona.name} {where}", outcome="denied")
+        raise PermissionDenied(f"{event.user} is not a bot admin", user_message=_("Only the bot's admins can do that."))
     if scope is None:
         raise CommandUsageError("no server here", user_message=_("This chat is not in a server; use 'chat' or 'bot'."))
     await bot.store.set_setting(scope, "persona", persona.name)
@@ -157,6 +162,7 @@ def builtin_commands(bot: Runtime) -> list[CommandSpec]:
             partial(admin_persona_default, bot),
             (ArgSpec("name", N_("persona"), required=True), ArgSpec("scope", N_("where"), choices=("chat", "server", "bot"))),
             admin_only=True,
+            chat_admin=True,  # for the chat it is typed in; server and bot scopes need a bot admin
         ),
         CommandSpec("ban", N_("Ignore a user on every platform"), partial(admin_ban, bot), (_USER,), admin_only=True, private=True),
         CommandSpec("unban", N_("Stop ignoring a user"), partial(admin_unban, bot), (_USER,), admin_only=True, private=True),

@@ -63,16 +63,23 @@ class Burst:
         self.grew.set()
 
     def merged(self) -> IncomingMessage:
-        first, last = self.events[0], self.events[-1]
         if len(self.events) == 1:
-            return first
+            return self.events[0]
+        events = self.in_sent_order()
         return dataclasses.replace(
-            first,
-            text="\n".join(event.text for event in self.events if event.text),
-            message_id=last.message_id or first.message_id,
-            images=tuple(image for event in self.events for image in event.images),
-            media_notice=" ".join(event.media_notice for event in self.events if event.media_notice),
+            self.events[0],  # the opener's event id: the one user turn stored
+            text="\n".join(event.text for event in events if event.text),
+            message_id=events[-1].message_id or self.events[0].message_id,
+            images=tuple(image for event in events for image in event.images),
+            media_notice=" ".join(event.media_notice for event in events if event.media_notice),
         )
+
+    def in_sent_order(self) -> list[IncomingMessage]:
+        """The events as the user sent them. They reach the chain as concurrent tasks, so one
+        may overtake another; Telegram message ids and Discord snowflakes grow within a chat."""
+        if all(event.message_id and event.message_id.isdigit() for event in self.events):
+            return sorted(self.events, key=lambda event: int(event.message_id or 0))
+        return list(self.events)
 
 
 Window = Callable[[float, Burst], Awaitable[None]]  # waits out a burst's window (tests drive it with ``grew``)

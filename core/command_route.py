@@ -13,14 +13,20 @@ from core.ports import Store
 from core.seams import CommandFilter
 
 
+AdminCheck = Callable[[IncomingMessage], bool]
+
+
 class RequireAdmin:
     """The authorization filter for every ``admin_only`` command; refusals are audited with their target."""
 
-    def __init__(self, store: Store, is_admin: Callable[[IncomingMessage], bool]) -> None:
-        self._store, self._is_admin = store, is_admin
+    def __init__(self, store: Store, is_admin: AdminCheck, is_chat_admin: AdminCheck) -> None:
+        self._store, self._is_admin, self._is_chat_admin = store, is_admin, is_chat_admin
+
+    def allows(self, spec: CommandSpec, event: IncomingMessage) -> bool:
+        return not spec.admin_only or self._is_admin(event) or (spec.chat_admin and self._is_chat_admin(event))
 
     async def __call__(self, ctx: Context, spec: CommandSpec) -> None:
-        if spec.admin_only and not self._is_admin(ctx.event):
+        if not self.allows(spec, ctx.event):
             call = ctx.event.command
             target = " ".join(call.args[1:]) if call is not None else ""
             await self._store.audit(ctx.event.user.qualified, f"admin {spec.name}", target, outcome="denied")

@@ -43,6 +43,7 @@ class CommandSpec:
     handler: CommandHandler
     args: tuple[ArgSpec, ...] = ()
     admin_only: bool = False
+    chat_admin: bool = False  # admin_only, but a chat's own admins may run it there: it acts on that chat
     private: bool = False  # the answer is for the caller only (ephemeral / DM)
     uses_model: bool = False  # slow: adapters defer the interaction
     owner: str = "core"  # "core" or the plugin's name

@@ -74,5 +74,10 @@ class Runtime:
         policy = self.seams.admin_policies.get(event.key.platform)
         return bool(policy and policy(event))
 
+    def is_chat_admin(self, event: IncomingMessage) -> bool:
+        """A bot admin, or an admin of the event's own chat (``seams.chat_admin_policies``)."""
+        policy = self.seams.chat_admin_policies.get(event.key.platform)
+        return self.is_admin(event) or bool(policy and policy(event))
+
     async def is_banned(self, user_id: str) -> bool:
         return await self.store.is_banned(user_id)

@@ -20,6 +20,7 @@ catalog_sources     ``() -> [CatalogItem]`` for /recommend                  plug
 generator_wrappers  ``(Generator) -> Generator``, applied once at start     safety (generation cap)
 personas            extra :class:`~core.personas.Persona` objects           plugins
 admin_policies      platform -> ``(event) -> bool``                         each adapter
+chat_admin_policies platform -> ``(event) -> bool``: the event chat's admins  Telegram (group admins)
 outboxes            platform -> :class:`~core.ports.Outbox` for jobs        adapters (jobs post there)
 services            features' public service objects, typed                 personalization, plugins
 tools               :class:`~core.tools.spec.Tool` the model may call          tools feature, plugins, MCP
@@ -180,6 +181,9 @@ class Seams:
     generator_wrappers: list[GeneratorWrapper] = field(default_factory=list)
     personas: list[Persona] = field(default_factory=list)
     admin_policies: dict[str, AdminPolicy] = field(default_factory=dict)
+    # Admins of the event's own chat (a Telegram group's administrators): they may run the
+    # commands marked ``chat_admin`` there and switch that chat's persona, nothing bot-wide.
+    chat_admin_policies: dict[str, AdminPolicy] = field(default_factory=dict)
     outboxes: OutboxRegistry = field(default_factory=OutboxRegistry)
     services: Services = field(default_factory=Services)
     tools: ToolRegistry = field(default_factory=ToolRegistry)

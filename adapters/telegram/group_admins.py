@@ -2,8 +2,12 @@
 
 Why. A bot added to many groups should not need every group's moderators listed in the
 bot file. With the setting on, the administrators Telegram reports for a group
-(``getChatAdministrators``: the owner and the admins) pass the admin check for events in
-that group only: not in DMs, not in other groups.
+(``getChatAdministrators``: the owner and the admins) are that group's admins
+(``seams.chat_admin_policies``): in that group only (not in DMs, not in other groups) they
+switch the group's persona and run the admin commands that act on the chat they are
+typed in (``CommandSpec.chat_admin``: ``/admin persona-default NAME chat``). Bot-wide ones
+(``/admin ban``, ``audit``, ``stats``, ``approve``, admin-only tools) stay with the bot's
+own admins: a group's moderator is nobody's admin elsewhere.
 
 How. Core's admin check is synchronous (``seams.admin_policies``), the Bot API is not, so
 :class:`GroupAdmins` is two parts: an access-stage middleware (after ``drop_banned``) that,
@@ -11,9 +15,7 @@ for a group message addressed to the bot or a command, fetches that group's admi
 when the cached list is older than ``group_admins_ttl_s``; and the policy, which reads the
 cache. A failed fetch keeps the last list (or none) and is logged; the event goes on. The
 adapter fetches only ``message`` updates, so promotions and demotions are seen when the
-cache expires, not at once (no ``chat_member`` updates). Note that a group admin may then
-run every admin command from that group, including those with bot-wide effects (``/admin
-ban``); leave the setting off where that is too much.
+cache expires, not at once (no ``chat_member`` updates).
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ def group_admins_feature(group_admins: GroupAdmins, lister: BotApiAdmins | None 
 
     async def setup(bot: Runtime, stack: AsyncExitStack) -> None:
         bot.seams.middlewares.add("access", "telegram_group_admins", group_admins.refresh, after="drop_banned")
+        bot.seams.chat_admin_policies[PLATFORM] = group_admins.policy
         if lister is not None:
             stack.push_async_callback(lister.aclose)
 

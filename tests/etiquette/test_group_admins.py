@@ -49,6 +49,30 @@ async def test_a_group_admin_is_an_admin_in_their_group_only(fake):
     assert len(fake.calls_of("getChatAdministrators")) == 2  # one per group, then cached
 
 
+async def test_a_group_admin_acts_on_their_group_only_never_bot_wide(fake):
+    """The group's moderator runs what acts on that group; banning users everywhere,
+    statistics and the other scopes of persona-default stay with the bot's admins."""
+    settings = telegram_settings(fake, group_admins_are_admins=True)
+    store = SQLiteStore(":memory:")
+    app = bot_app(settings, store=store, generator=ScriptedGenerator(["ok"]), features=[])
+    async with app as bot, serving(bot, fake):
+        for text in ("/admin ban 99", "/admin stats", "/admin persona-default support bot"):
+            fake.user_message(text, chat_id=OURS, user_id=MOD)
+        await until(fake, lambda: len(fake.texts(MOD)) == 3)
+        fake.user_message("/help", chat_id=OURS, user_id=MOD)  # answered in the caller's DM
+        await until(fake, lambda: len(fake.texts(MOD)) == 4)
+        fake.user_message("/persona support", chat_id=OURS, user_id=MOD)  # members may not switch a group's persona
+        await until(fake, lambda: fake.texts(OURS))
+        assert not await store.is_banned("telegram:99")
+        assert await store.get_setting("bot", "persona") is None
+        denied = [(e.action, e.outcome) for e in await store.recent_audit(10) if e.actor == f"telegram:{MOD}"]
+    assert fake.texts(MOD)[:3] == [REFUSED] * 3  # five messages: within the user's burst
+    assert ("admin ban", "denied") in denied and ("admin persona-default", "denied") in denied
+    help_text = fake.texts(MOD)[3]
+    assert "/admin persona-default" in help_text and "/admin ban" not in help_text and "/admin stats" not in help_text
+    assert "Support agent" in fake.texts(OURS)[0] and len(fake.texts(MOD)) == 4
+
+
 async def test_off_by_default_a_group_admin_is_not_a_bot_admin(fake):
     app = bot_app(telegram_settings(fake), store=SQLiteStore(":memory:"), generator=ScriptedGenerator(["ok"]), features=[])
     async with app as bot, serving(bot, fake):
