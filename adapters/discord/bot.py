@@ -218,7 +218,7 @@ class DiscordBot(discord.AutoShardedClient):
         log.info("discord: shard %d of %s ready", shard_id, self.shard_count)
         self._shards_up.add(shard_id)
         self._shard_state_changed()
-        self._start_catch_up(shard_id)
+        await self._start_catch_up(shard_id)
 
     @staticmethod
     def _may_catch_up(channel: Any) -> bool:
@@ -230,10 +230,12 @@ class DiscordBot(discord.AutoShardedClient):
         may_send = permissions.send_messages_in_threads if isinstance(channel, discord.Thread) else permissions.send_messages
         return bool(may_send and permissions.read_message_history)
 
-    def _start_catch_up(self, shard_id: int) -> None:
+    async def _start_catch_up(self, shard_id: int) -> None:
         """A new session (a start, or after an invalid one): read what it never received (catchup.py)."""
         mine = [guild for guild in self.guilds if guild.shard_id == shard_id]
-        points = self._catchup.plan(channel.id for guild in mine for channel in guild.text_channels)
+        points = await self._catchup.plan(
+            [channel.id for guild in mine for channel in guild.text_channels if self._may_catch_up(channel)]
+        )
         channels = []
         for channel_id, after in points.items():
             channel = self.get_channel(channel_id)
@@ -259,9 +261,11 @@ class DiscordBot(discord.AutoShardedClient):
                 await asyncio.gather(*handlers, return_exceptions=True)
                 log.debug("discord: channel %s: %d messages read after %s", channel.id, len(handlers), after)
             except (discord.HTTPException, aiohttp.ClientError) as error:
+                # The cursor stays where it is (the channel is still catching up): the next READY reads again.
                 log.warning("discord: could not read the history of channel %s: %s", channel.id, error)
-            finally:
-                await self._catchup.end(channel.id)
+                await asyncio.gather(*handlers, return_exceptions=True)
+                return
+            await self._catchup.end(channel.id)
 
         for channel, after in channels:
             task = asyncio.create_task(catch_up(channel, after), name=f"discord catch-up {channel.id}")

@@ -15,7 +15,7 @@ and handles those messages as if they had just arrived; the core's de-duplicatio
 (core/recovery.py) drops what was answered, answers what was stored but not answered
 and processes the rest. Channels of the bot's servers that have no cursor yet start
 from the time the last process was last seen alive (``~alive``, written at most every
-``ALIVE_EVERY_S``). Nothing older than ``window_s`` is caught up (as start-up recovery).
+``ALIVE_EVERY_S``; a minute before this start if none ever was), and get that cursor at once. Nothing older than ``window_s`` is caught up (as start-up recovery).
 
 Not caught up: a DM from someone whose DM channel the bot has never seen (Discord gives
 a bot no list of its DM channels), and new threads.
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 from datetime import datetime, timezone
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 NAMESPACE = "discord.cursor"
 ALIVE = "~alive"
 ALIVE_EVERY_S = 10.0
+FIRST_START_S = 60.0  # a store no process ever marked alive: server channels are read from this long before the start
 HOLD_MARGIN_S = 2.0  # clocks: a message's id is stamped by Discord, the hold by this host
 
 
@@ -48,11 +50,14 @@ def snowflake_at(seconds: float) -> int:
 class CatchUp:
     def __init__(self, store: PluginStore, window_s: float, clock: Callable[[], float] = time.time) -> None:
         self._store, self._window_s, self._clock = store, window_s, clock
-        self._pending: dict[int, set[int]] = {}  # channel -> message ids received, not handled
+        # channel -> message id -> deliveries received, not handled (the gateway and a history read
+        # can hand out one message twice; the first handler to end must not free the other's)
+        self._pending: dict[int, Counter[int]] = {}
         self._seen: dict[int, int] = {}  # channel -> newest message id received
         self._written: dict[int, int] = {}  # channel -> cursor in the store
         self._catching: set[int] = set()  # channels whose history is being read: the cursor waits
-        self._held_since: float | None = clock()  # no session READY yet (or it is down) since then
+        self._started = clock()
+        self._held_since: float | None = self._started  # no session READY yet (or it is down) since then
         self._alive_at = 0.0  # when this process last wrote ``~alive``
         self._alive_written: float | None = None  # and the time it wrote there
         self._alive_seen: float | None = None  # when the last process was last seen alive
@@ -61,7 +66,7 @@ class CatchUp:
     async def received(self, channel_id: int, message_id: int) -> None:
         """A message arrived; a channel seen for the first time gets its cursor at once (below
         it), so a kill before it is handled leaves a channel the next start knows to read."""
-        self._pending.setdefault(channel_id, set()).add(message_id)
+        self._pending.setdefault(channel_id, Counter())[message_id] += 1
         self._seen[channel_id] = max(self._seen.get(channel_id, 0), message_id)
         if channel_id not in self._written:
             now = self._clock()
@@ -70,8 +75,11 @@ class CatchUp:
 
     async def handled(self, channel_id: int, message_id: int) -> None:
         """The handler of one message finished (not cancelled): move the cursor if it can."""
-        pending = self._pending.get(channel_id, set())
-        pending.discard(message_id)
+        pending = self._pending.get(channel_id)
+        if pending is not None:
+            pending[message_id] -= 1
+            if pending[message_id] <= 0:
+                del pending[message_id]
         if channel_id in self._catching:
             return
         await self._advance(channel_id)
@@ -124,10 +132,13 @@ class CatchUp:
             self._written[channel] = max(self._written.get(channel, 0), int(value["id"]))
             self._at[channel] = float(value.get("at", 0))
 
-    def plan(self, server_channels: Iterable[int]) -> dict[int, int]:
+    async def plan(self, server_channels: Iterable[int]) -> dict[int, int]:
         """Channel -> the message id to read its history after; their cursors wait until :meth:`end`.
 
-        Called when a session is READY, before any of its messages is handled."""
+        Called when a session is READY, before any of its messages is handled. A server
+        channel with no cursor gets one now, from the last time alive (or, when no process
+        ever wrote one, ``FIRST_START_S`` before this one started): a kill before its history
+        is read leaves the next start the same point."""
         now = self._clock()
         floor = snowflake_at(now - self._window_s)
         points = {
@@ -136,10 +147,12 @@ class CatchUp:
             if self._at.get(channel, now) > now - self._window_s
         }
         alive = self._alive_written or self._alive_seen  # this process's, after a new session mid-run
-        if alive is not None:
-            since = max(snowflake_at(alive - ALIVE_EVERY_S), floor)
-            for channel in server_channels:
-                points.setdefault(channel, since)
+        since = max(snowflake_at(alive - ALIVE_EVERY_S if alive is not None else self._started - FIRST_START_S), floor)
+        for channel in server_channels:
+            if channel not in points and channel not in self._written:
+                points[channel] = since
+                self._written[channel], self._at[channel] = since, now
+                await self._store.plugin_set(NAMESPACE, str(channel), {"id": since, "at": now})
         self._catching.update(points)
         self._held_since = None
         return points

@@ -65,6 +65,8 @@ class Session:
     ws: web.WebSocketResponse
     seq: int = 0
     sent: list[dict[str, Any]] = field(default_factory=list)
+    ready: bool = False  # READY and the guilds' GUILD_CREATE went out: posted messages follow them
+    waiting: list[dict[str, Any]] = field(default_factory=list)  # posted before that
 
 
 @dataclass
@@ -449,6 +451,9 @@ class FakeDiscord:
         session = self.sessions.get(self.shard_of(int(guild) if guild is not None else None))
         if session is None:
             return 0
+        if not session.ready:  # Discord sends a guild's messages after its GUILD_CREATE
+            session.waiting.append(data)
+            return -1
         if session.ws.closed:
             session.seq += 1
             session.sent.append({"op": 0, "t": "MESSAGE_CREATE", "s": session.seq, "d": data})
@@ -500,6 +505,10 @@ class FakeDiscord:
             await self._send(session, "READY", ready)
             for guild in mine:
                 await self._send(session, "GUILD_CREATE", guild)
+            session.ready = True
+            for waiting in session.waiting:
+                await self._send(session, "MESSAGE_CREATE", waiting)
+            session.waiting.clear()
             self.identified.set()
 
     async def _resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
