@@ -13,7 +13,7 @@ never answered, messages over the platform limit (Telegram refused them: 4096 UT
 units), limit violations measured at the fake (more than ``chat_messages_per_second`` in a
 chat, ``group_messages_per_minute`` in a group, ``overall_messages_per_second`` in all
 within any window of that length, less 50 ms of arrival jitter), ``integrity_check`` of
-the database, and the run's time. The Discord soak is not written yet (docs/SECURITY.md says so).
+the database, and the run's time. The Discord soak is bench/soak_discord.py.
 """
 
 from __future__ import annotations
