@@ -3,6 +3,8 @@
 Applies stop strings (held back until decided), the request's deadline, and
 ``cancel(conversation_id)`` interrupts, and tells the producer to stop whenever the
 stream ends early, including when the consumer stops iterating or is cancelled.
+Replacement characters (U+FFFD) are dropped: a byte-level model can sample bytes that are
+no UTF-8 (half a Chinese character), which decode to "�" and would reach the user so.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from core.events import Chunk, FinishReason
 from core.generation.text import StopFilter
+
+
+NOT_TEXT = "\ufffd"  # what decoding bytes that are no UTF-8 gives
 
 
 class Interrupts:
@@ -86,7 +91,7 @@ async def relay(
                 break
             finally:
                 pending = None
-            text = stop_filter.feed(piece)
+            text = stop_filter.feed(piece.replace(NOT_TEXT, ""))
             if not started:
                 text = text.lstrip()
                 started = bool(text)
