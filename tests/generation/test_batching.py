@@ -13,6 +13,7 @@ import pytest
 
 from core.errors import GenerationBusy
 from core.events import ChatMessage, FinishReason, GenerationParams, GenerationRequest
+from core.generation.relay import NOT_TEXT
 from core.generation.transformers_backend import TransformersGenerator
 from tests.generation.steps import Gate, Steps
 
@@ -70,7 +71,8 @@ def reference(gen, text, n, penalty):
     ids = gen.prompt_ids((ChatMessage("user", text),))
     out = gen.model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), max_new_tokens=n,
                              do_sample=False, repetition_penalty=penalty, eos_token_id=gen.stop_ids, pad_token_id=0)
-    return gen.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).lstrip()
+    text = gen.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)
+    return text.replace(NOT_TEXT, "").lstrip()  # what relay lets through: no U+FFFD (bytes that are no UTF-8)
 
 
 @pytest.mark.parametrize("penalty", [1.0, 1.3])
