@@ -78,7 +78,7 @@ class PromptRenderer:
     def _template_parts(self, messages: tuple[ChatMessage, ...], tools: tuple[ToolSpec, ...] = ()) -> list[tuple[str, bool]]:
         nonce = secrets.token_hex(8)
         marks = [f"pbph{nonce}x{i}z" for i in range(len(messages))]
-        convo = [_turn(m, mark) for m, mark in zip(messages, marks)]
+        convo = [chat_turn(m, mark) for m, mark in zip(messages, marks)]
         extra: dict[str, Any] = {"tools": [_tool(spec) for spec in tools]} if tools else {}
         try:
             rendered = self.tokenizer.apply_chat_template(convo, tokenize=False, add_generation_prompt=True, **extra)
@@ -101,7 +101,7 @@ class PromptRenderer:
         return parts
 
 
-def _turn(message: ChatMessage, mark: str) -> dict[str, Any]:
+def chat_turn(message: ChatMessage, mark: str) -> dict[str, Any]:
     """A message as chat templates take it; its text is the placeholder ``mark``."""
     turn: dict[str, Any] = {"role": message.role, "content": mark}
     if message.tool_calls:

@@ -24,7 +24,7 @@ from typing import Any
 
 from core.errors import ConfigError, GenerationError
 from core.events import ChatMessage, ToolSpec
-from core.generation.prompt import _arguments, _tool
+from core.generation.prompt import _tool, chat_turn
 from core.i18n import _
 
 UNREADABLE = _("I could not read that image.")
@@ -128,17 +128,9 @@ class VisionPrompt:
 
 def _turn(message: ChatMessage, mark: str) -> dict[str, Any]:
     """A message as VLM templates take it: image parts first, then the text placeholder."""
-    content: Any = mark
+    turn = chat_turn(message, mark)
     if message.images:
-        content = [{"type": "image"} for _ in message.images] + [{"type": "text", "text": mark}]
-    turn: dict[str, Any] = {"role": message.role, "content": content}
-    if message.tool_calls:
-        turn["tool_calls"] = [
-            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": _arguments(call.arguments)}}
-            for call in message.tool_calls
-        ]
-    if message.tool_call_id:
-        turn["tool_call_id"] = message.tool_call_id
+        turn["content"] = [{"type": "image"} for _ in message.images] + [{"type": "text", "text": mark}]
     return turn
 
 
