@@ -26,7 +26,7 @@ import functools
 import json
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from core.errors import GenerationError
@@ -76,8 +76,7 @@ class PromptRenderer:
         return tuple(ids)
 
     def _template_parts(self, messages: tuple[ChatMessage, ...], tools: tuple[ToolSpec, ...] = ()) -> list[tuple[str, bool]]:
-        nonce = secrets.token_hex(8)
-        marks = [f"pbph{nonce}x{i}z" for i in range(len(messages))]
+        marks, split = placeholders(len(messages))
         convo = [chat_turn(m, mark) for m, mark in zip(messages, marks)]
         extra: dict[str, Any] = {"tools": [_tool(spec) for spec in tools]} if tools else {}
         try:
@@ -88,7 +87,7 @@ class PromptRenderer:
             # Some templates (Gemma, Mistral v1) refuse a system turn: fold it into the first turn.
             folded = ChatMessage(messages[1].role, f"{messages[0].content}\n\n{messages[1].content}")
             return self._template_parts((folded, *messages[2:]), tools)
-        pieces = re.split(f"pbph{nonce}x(\\d+)z", rendered)
+        pieces = split(rendered)
         # re.split with one group alternates: template text, message index, template text, …
         return [(p, False) if i % 2 == 0 else (messages[int(p)].content, True) for i, p in enumerate(pieces)]
 
@@ -99,6 +98,14 @@ class PromptRenderer:
             parts += [(_PLAIN_LABELS[message.role], False), (" " + message.content, True), ("\n", False)]
         parts.append((_PLAIN_LABELS["assistant"], False))
         return parts
+
+
+def placeholders(count: int) -> tuple[list[str], Callable[[str], list[str]]]:
+    """Marks no user can type for ``count`` message texts, and the split of a rendered
+    template at them (template text, message index, template text, …)."""
+    nonce = secrets.token_hex(8)
+    pattern = re.compile(f"pbph{nonce}x(\\d+)z")
+    return [f"pbph{nonce}x{i}z" for i in range(count)], pattern.split
 
 
 def chat_turn(message: ChatMessage, mark: str) -> dict[str, Any]:

@@ -17,14 +17,13 @@ import base64
 import binascii
 import io
 import re
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError, GenerationError
 from core.events import ChatMessage, ToolSpec
-from core.generation.prompt import _tool, chat_turn
+from core.generation.prompt import _tool, chat_turn, placeholders
 from core.i18n import _
 
 UNREADABLE = _("I could not read that image.")
@@ -96,8 +95,7 @@ class VisionPrompt:
         self.image_token: str = processor.image_token
 
     def encode(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()) -> tuple[list[int], dict[str, Any]]:
-        nonce = secrets.token_hex(8)
-        marks = [f"pbph{nonce}x{i}z" for i in range(len(messages))]
+        marks, split = placeholders(len(messages))
         convo = [_turn(message, mark) for message, mark in zip(messages, marks)]
         extra: dict[str, Any] = {"tools": [_tool(spec) for spec in tools]} if tools else {}
         try:
@@ -105,7 +103,7 @@ class VisionPrompt:
         except Exception as exc:
             raise GenerationError(f"the model's chat template rejected the conversation: {exc}") from exc
         images = [decode_image(image.url) for message in messages for image in message.images]
-        pieces = re.split(f"pbph{nonce}x(\\d+)z", rendered)
+        pieces = split(rendered)
         ids: list[int] = []
         parts: list[tuple[int, dict[str, Any]]] = []  # (start, the processor's output) of each piece with images
         for index, piece in enumerate(pieces):
