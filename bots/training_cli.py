@@ -39,6 +39,7 @@ def register(app: typer.Typer) -> None:
         overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
         grounded: Annotated[int, typer.Option(help="Also add this many grounded dialogues (memories, passages; English and Chinese) to train, 1/40 as many to valid.")] = 0,
         grounded_invented: Annotated[float, typer.Option(help="Share of the grounded memory values made up on the spot (names, places, things no list holds), so the model must copy them from the prompt.")] = 0.0,
+        grounded_followups: Annotated[float, typer.Option(help="Share of grounded dialogues that ask one to four earlier questions on the same memories or articles first (more copied values per example).")] = 0.0,
     ) -> None:
         """Collect, clean (NFKC, denoise, dedupe, scrub PII) and split dialogue data."""
         from rich.console import Console
@@ -71,7 +72,7 @@ def register(app: typer.Typer) -> None:
             if grounded:
                 from training.grounded import add_grounded
 
-                counts = add_grounded(out, grounded, seed=seed, invented=grounded_invented)
+                counts = add_grounded(out, grounded, seed=seed, invented=grounded_invented, followups=grounded_followups)
         except PersonabotError as exc:
             _fail(str(exc))
         c = Console()

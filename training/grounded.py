@@ -120,13 +120,19 @@ class Generator:
 
     ``invented``: the share of memory values made up on the spot (training/grounded_synth.py)
     instead of drawn from the pool, never one of ``avoid`` (the held-out values).
+    ``followups``: the share of memory and passage examples whose history already holds
+    one to four earlier questions on the same prompt, answered from it. A single question
+    per prompt gives a small model about two copied values per training step, too few to
+    learn copying at all; follow-ups multiply them without changing the served format
+    (earlier exchanges are ordinary history).
     """
 
     def __init__(self, pools: Pools, personas: PersonaLibrary, seed: int = 0,
                  chitchat: list[tuple[str, str]] | None = None, invented: float = 0.0,
-                 avoid: Pools | None = None) -> None:
+                 avoid: Pools | None = None, followups: float = 0.0) -> None:
         self.pools = pools
         self.invented = invented
+        self.followups = followups
         self.avoid = {lang: {slot: set(values) for slot, values in slots.items()}
                       for lang, slots in (avoid.entities if avoid else {}).items()}
         self.personas = personas
@@ -159,14 +165,12 @@ class Generator:
             roll = 0.55 if roll < 0.5 else 0.9
         if roll < 0.45 or not missing and roll < 0.65:
             slot = rng.choice(slots)
-            kind, message = "recall", _fill(rng.choice(QUESTIONS[lang][slot]), kind=kind_of[slot])
-            reply = _fill(rng.choice(ANSWERS[lang][slot]), values[slot], kind=kind_of[slot])
+            kind, (message, reply) = "recall", self._recall_turn(lang, slot, values[slot], kind_of[slot])
             expect, forbid = [values[slot]], []
             asked = slot
         elif roll < 0.65:
             slot = rng.choice(missing)
-            kind, message = "abstain", _fill(rng.choice(QUESTIONS[lang][slot]), kind=kind_of[slot])
-            reply = _fill(rng.choice(ABSTAIN[lang][slot]), kind=kind_of[slot])
+            kind, (message, reply) = "abstain", self._abstain_turn(lang, slot, kind_of[slot])
             expect, forbid = [], held_values
             asked = slot
         elif roll < 0.85:
@@ -181,9 +185,32 @@ class Generator:
             kind = "chitchat"
             message, reply = rng.choice(ZH_CHITCHAT if lang == "zh" else self.chitchat)
             expect, forbid, asked = [], [], ""
-        history = self._history(lang) + [ChatMessage("user", message)]
+        earlier = self._earlier([self._recall_turn(lang, s, values[s], kind_of[s]) for s in slots if s != asked],
+                                [self._abstain_turn(lang, s, kind_of[s]) for s in missing if s != asked])
+        history = self._history(lang) + earlier + [ChatMessage("user", message)]
         persona = rng.choices(("companion", "assistant", "tutor"), weights=(7, 2, 1))[0]
         return Example(lang, kind, persona, sections, history, reply, expect, forbid, asked)
+
+    def _recall_turn(self, lang: str, slot: str, value: str, kind: str) -> tuple[str, str]:
+        rng = self.rng
+        return (_fill(rng.choice(QUESTIONS[lang][slot]), kind=kind),
+                _fill(rng.choice(ANSWERS[lang][slot]), value, kind=kind))
+
+    def _abstain_turn(self, lang: str, slot: str, kind: str) -> tuple[str, str]:
+        rng = self.rng
+        return _fill(rng.choice(QUESTIONS[lang][slot]), kind=kind), _fill(rng.choice(ABSTAIN[lang][slot]), kind=kind)
+
+    def _earlier(self, answered: list[tuple[str, str]], unknown: list[tuple[str, str]] = ()) -> list[ChatMessage]:
+        """For a ``followups`` share of examples, up to four ``answered`` exchanges and at most
+        one ``unknown`` one (questions the prompt cannot answer), as earlier history."""
+        rng = self.rng
+        if not (answered or unknown) or rng.random() >= self.followups:
+            return []
+        picked = rng.sample(answered, min(len(answered), rng.randint(1, 4)))
+        if unknown and (not picked or rng.random() < 0.3):
+            picked.insert(rng.randint(0, len(picked)), rng.choice(unknown))
+        return [ChatMessage(role, text) for question, answer in picked
+                for role, text in (("user", question), ("assistant", answer))]
 
     def _value(self, lang: str, slot: str, pool: list[str]) -> str:
         if not (self.invented and self.rng.random() < self.invented):
@@ -231,10 +258,16 @@ class Generator:
         else:
             sentence, questions = rng.choice(articles[0][1])
             kind, message, expect = "passage", rng.choice(questions), [sentence]
-            reply = rng.choice(ANSWER_LEADS[lang]) + sentence + rng.choice(ANSWER_TAILS[lang])
+            reply = self._quote(lang, sentence)
         rng.shuffle(sections)
         sections = [PromptSection(s.text, priority=90 - rank, kind=s.kind, source=s.source) for rank, s in enumerate(sections)]
-        return Example(lang, kind, "support", sections, self._history(lang) + [ChatMessage("user", message)], reply, expect)
+        earlier = self._earlier([(rng.choice(qs), self._quote(lang, other)) for _, filled in articles
+                                 for other, qs in filled if other not in expect])
+        history = self._history(lang) + earlier + [ChatMessage("user", message)]
+        return Example(lang, kind, "support", sections, history, reply, expect)
+
+    def _quote(self, lang: str, sentence: str) -> str:
+        return self.rng.choice(ANSWER_LEADS[lang]) + sentence + self.rng.choice(ANSWER_TAILS[lang])
 
     def bundled_example(self, lang: str) -> Example:
         """A question on a bundled help article or lesson, answered by quoting it."""
@@ -246,7 +279,7 @@ class Generator:
         rng.shuffle(sections)
         sections = [PromptSection(s.text, priority=90 - rank, kind=s.kind, source=s.source) for rank, s in enumerate(sections)]
         persona = "tutor" if right.source.startswith("lessons") else "support"
-        reply = rng.choice(ANSWER_LEADS[lang]) + sentence + rng.choice(ANSWER_TAILS[lang])
+        reply = self._quote(lang, sentence)
         return Example(lang, "passage", persona, sections, [ChatMessage("user", message)], reply, [sentence])
 
     def example(self, lang: str) -> Example:
@@ -308,12 +341,13 @@ def chitchat_pairs(convs: list[dict[str, Any]], limit: int = 4000, max_chars: in
 
 
 def add_grounded(data_dir: str | Path, n_train: int, n_valid: int | None = None, seed: int = 0,
-                 system_share: float = 0.3, invented: float = 0.0) -> dict[str, int]:
+                 system_share: float = 0.3, invented: float = 0.0, followups: float = 0.0) -> dict[str, int]:
     """Append grounded examples (training entities only) to a prepared folder's train/valid splits.
 
     A ``system_share`` of the chitchat training conversations also gets a persona's
     system prompt in front, as every served prompt has one; an ``invented`` share of the
-    memory values is made up (see :class:`Generator`). Returns counts per kind.
+    memory values is made up and a ``followups`` share of the examples asks earlier questions
+    first (see :class:`Generator`). Returns counts per kind.
     """
     import json
 
@@ -323,6 +357,8 @@ def add_grounded(data_dir: str | Path, n_train: int, n_valid: int | None = None,
         raise ConfigError("the number of grounded examples must be positive")
     if not 0 <= invented <= 1:
         raise ConfigError("the invented share of memory values must be between 0 and 1")
+    if not 0 <= followups <= 1:
+        raise ConfigError("the share of grounded examples with follow-up questions must be between 0 and 1")
     out = Path(data_dir)
     train_pool, held_out = split_entities(seed=seed)
     personas = bundled_personas()
@@ -336,7 +372,7 @@ def add_grounded(data_dir: str | Path, n_train: int, n_valid: int | None = None,
     counts: dict[str, int] = {}
     for name, n, offset in (("train", n_train, 1), ("valid", n_valid or max(50, n_train // 40), 2)):
         generator = Generator(train_pool, personas, seed=seed * 10 + offset, chitchat=pairs, invented=invented,
-                              avoid=held_out)
+                              avoid=held_out, followups=followups)
         for i in range(n):
             example = generator.example(LANGS[i % 2])
             splits[name].append({"id": f"grounded:{name}:{i}", "source": "grounded", "lang": example.lang,

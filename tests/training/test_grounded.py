@@ -8,8 +8,8 @@ from core.errors import ConfigError
 from core.events import ChatMessage
 from core.prompt import MEMORY_INTRO, PASSAGE_INTRO, Budget, plan_prompt
 from training.grounded import LANGS, Generator, add_grounded, bundled_personas, split_entities
-from training.grounded_kb import KB_VALUES
-from training.grounded_lists import ENTITIES
+from training.grounded_kb import ANSWER_LEADS, ANSWER_TAILS, KB_VALUES
+from training.grounded_lists import ENTITIES, ZH_CHITCHAT
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +156,42 @@ def test_history_in_examples_starts_with_a_user_turn(pools, personas):
         example = generator.example(LANGS[i % 2])
         assert example.history[0].role == "user" and example.history[-1].role == "user"
         assert all(isinstance(m, ChatMessage) for m in example.history)
+
+
+
+def _earlier_answers(generator, example):
+    """The assistant turns before the reply, less the opening small-talk exchange."""
+    small_talk = {reply for _, reply in [*generator.chitchat, *ZH_CHITCHAT]}
+    return [m.content for m in example.history[:-1] if m.role == "assistant" and m.content not in small_talk]
+
+
+def test_follow_up_questions_are_answered_from_the_same_prompt(pools, personas):
+    from training.grounded_lists import ABSTAIN
+
+    train = pools[0]
+    generator = Generator(train, personas, seed=7, followups=1.0)
+    answered = 0
+    for i in range(300):
+        lang = LANGS[i % 2]
+        example = generator.memory_example(lang)
+        shown = "\n".join(s.text for s in example.sections)
+        values = [v for slot_values in train.entities[lang].values() for v in slot_values]
+        unknown = tuple({t.split("{")[0] for slot in ABSTAIN[lang].values() for t in slot})
+        for answer in _earlier_answers(generator, example):
+            used = [v for v in values if v.lower() in answer.lower()]  # "{V}": capitalised at the start
+            assert all(v.lower() in shown.lower() for v in used) and (used or answer.startswith(unknown)), (answer, shown)
+            answered += bool(used)
+        passage = generator.passage_example(lang)
+        flat = " ".join(" ".join(s.text.split()) for s in passage.sections)
+        for answer in _earlier_answers(generator, passage):
+            quoted = {answer[len(lead):len(answer) - len(tail)] for lead in ANSWER_LEADS[lang] for tail in ANSWER_TAILS[lang]
+                      if answer.startswith(lead) and answer.endswith(tail)}
+            assert any(len(q) > 4 and q in flat for q in quoted), (answer, flat)
+    assert answered > 100
+
+
+def test_without_follow_ups_the_history_is_at_most_one_small_talk_exchange(pools, personas):
+    generator = Generator(pools[0], personas, seed=7)
+    for i in range(200):
+        example = generator.example(LANGS[i % 2])
+        assert len(example.history) in (1, 3)
