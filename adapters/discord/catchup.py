@@ -62,6 +62,7 @@ class CatchUp:
         self._alive_written: float | None = None  # and the time it wrote there
         self._alive_seen: float | None = None  # when the last process was last seen alive
         self._at: dict[int, float] = {}  # channel -> when its cursor was written
+        self._planned = False  # no READY has planned a history read yet: no cursor may move
 
     async def received(self, channel_id: int, message_id: int) -> None:
         """A message arrived; a channel seen for the first time gets its cursor at once (below
@@ -107,6 +108,11 @@ class CatchUp:
         self._held_since = None
 
     async def _advance(self, channel_id: int) -> None:
+        if not self._planned:
+            # Before this process read any history, a channel's messages sent while no process
+            # ran are behind the ones it just handled: the cursor stays, and so does the last
+            # process's ``~alive`` (the plan reads channels without a cursor from there).
+            return
         pending = self._pending.get(channel_id)
         mark = min(pending) - 1 if pending else self._seen.get(channel_id, 0)
         if not pending:
@@ -155,4 +161,5 @@ class CatchUp:
                 await self._store.plugin_set(NAMESPACE, str(channel), {"id": since, "at": now})
         self._catching.update(points)
         self._held_since = None
+        self._planned = True
         return points

@@ -55,3 +55,35 @@ async def test_a_session_lost_mid_run_catches_up_after_it_identifies_again(fake,
         await fake.wait_for(lambda: fake.calls_to("GET", rf"channels/{DM}/messages"), timeout=30)
     assert fake.texts_in(DM) == [REPLY, REPLY]  # answered once, however often the history was read
     assert len(fake.calls_to("POST", rf"channels/{DM}/messages")) == answered
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_message_handled_before_the_first_ready_does_not_move_a_cursor_past_missed_ones(tmp_path):
+    """discord.py hands out MESSAGE_CREATE before its READY is complete: a message handled
+    then must not carry the channel's cursor past the ones sent while no process ran."""
+    from adapters.discord.catchup import CatchUp, snowflake_at
+
+    channel, base = 42, 1_800_000_000.0
+    handled_before, sent_while_down = snowflake_at(base), snowflake_at(base + 5)
+    async with SQLiteStore(tmp_path / "bot.db") as store:
+        first = CatchUp(store, window_s=3600, clock=Clock(base))
+        await first.load()
+        await first.plan([])
+        await first.received(channel, handled_before)
+        await first.handled(channel, handled_before)  # the cursor is at this message; then the process dies
+        clock = Clock(base + 10)
+        second = CatchUp(store, window_s=3600, clock=clock)
+        await second.load()
+        clock.now = base + 11
+        live = snowflake_at(clock.now)
+        await second.received(channel, live)  # arrives before the READY's plan
+        await second.handled(channel, live)
+        points = await second.plan([])
+    assert handled_before <= points[channel] < sent_while_down
