@@ -237,12 +237,21 @@ async def soak(args: argparse.Namespace) -> dict[str, object]:
         stored = {line for text, _ in turns for line in text.split("\n")}
         once, twice, never = count_answers(tally.sent, quoted, unquoted, in_bursts)
         lost = [[channel, message_id, text] for (channel, message_id), text in tally.sent.items() if text not in stored]
+        dm_known_from = {}  # DM channel -> id of its first stored message (from then on a process knew it)
+        for (channel, message_id), text in tally.sent.items():
+            if channel not in channels and text in stored:
+                dm_known_from[channel] = min(message_id, dm_known_from.get(channel, message_id))
+        unknown_dm = sum(1 for channel, message_id, _ in lost
+                         if channel not in channels and message_id < dm_known_from.get(channel, 1 << 63))
         (folder / "never_stored.json").write_text(json.dumps(lost, ensure_ascii=False, indent=0), encoding="utf-8")
+        (folder / "answered_twice.json").write_text(
+            json.dumps(twice_answered(fake, tally, quoted, unquoted), ensure_ascii=False, indent=1), encoding="utf-8")
         return {
             "messages sent": len(tally.sent), "users": args.users, "server channels": len(channels),
             "answered once": once, "answered twice": twice, "never answered": never,
             "answered once: together with the next ones (a burst answered as one turn)": len(in_bursts),
             "never answered: never stored": len(set(tally.sent.values()) - stored),
+            "never stored: in a DM channel no process had recorded yet": unknown_dm,
             "never answered: stored, not answered": sum(1 for _, answered in turns if not answered),
             "over the platform limit": fake.too_long, "limit violations": violations(fake),
             "429 answered": fake.statuses[429], "5xx answered": fake.statuses[500],
@@ -250,6 +259,24 @@ async def soak(args: argparse.Namespace) -> dict[str, object]:
             "gateway drops re-identified": tally.reidentifies, "RESUMEs seen": fake.resumes, "IDENTIFYs seen": fake.identifies,
             "integrity_check": integrity, "seconds": round(elapsed, 1), "folder": str(folder),
         }
+
+
+def twice_answered(fake: SoakDiscord, tally: Tally, quoted: Counter[tuple[int, int]], unquoted: Counter[int]) -> dict[str, list]:
+    """For diagnosis: each message quoted twice, and each chat with more unquoted replies than
+    messages left to answer, as its timeline (user messages and the bot's, with nonce and reference)."""
+    nonce_of = {message_id: nonce for nonce, message_id in fake._nonces.items()}
+    sent_in: Counter[int] = Counter(chat for chat, _ in tally.sent)
+    settled: Counter[int] = Counter(chat for chat, message_id in tally.sent if quoted.get((chat, message_id)))
+    chats = {chat for (chat, _), got in quoted.items() if got >= 2}
+    chats |= {chat for chat, extra in unquoted.items() if extra > sent_in[chat] - settled[chat]}
+    out: dict[str, list] = {}
+    for chat in sorted(chats):
+        timeline = [(message_id, "user", text, "", "") for (where, message_id), text in tally.sent.items() if where == chat]
+        timeline += [(int(m["id"]), "bot", m.get("content") or "", nonce_of.get(int(m["id"]), ""),
+                      (m.get("message_reference") or {}).get("message_id", ""))
+                     for m in fake.messages.values() if int(m["channel_id"]) == chat]
+        out[str(chat)] = sorted(timeline)
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:

@@ -199,6 +199,7 @@ class Reply:
     private: bool = False  # ephemeral on Discord, DM elsewhere: only the caller should see it
     reply_to: str | None = None  # platform message id to answer
     attachment: Attachment | None = None
+    answer: bool = False  # the chat answer to ``reply_to``, not a notice: an adapter may make sending it idempotent
 
 
 @dataclass(frozen=True, slots=True)

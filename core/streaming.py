@@ -105,7 +105,7 @@ class ReplyStreamer:
         shown = text.strip() or "…"
         if self._open is None:
             reply_to = self._reply_to if not self._closed else None
-            self._open = (await self._outbox.send(self._key, Reply(shown, reply_to=reply_to)), shown)
+            self._open = (await self._outbox.send(self._key, Reply(shown, reply_to=reply_to, answer=True)), shown)
         elif self._open[1] != shown:
             await self._outbox.edit(self._open[0], shown)
             self._open = (self._open[0], shown)
@@ -124,7 +124,7 @@ class ReplyStreamer:
                 await self._outbox.edit(shown[index], text)
             else:
                 reply_to = self._reply_to if index == 0 else None
-                shown.append(await self._outbox.send(self._key, Reply(text, reply_to=reply_to)))
+                shown.append(await self._outbox.send(self._key, Reply(text, reply_to=reply_to, answer=True)))
         for extra in shown[len(parts):]:
             await self._outbox.edit(extra, "…")
         self._closed, self._open, self._pending = shown, None, ""

@@ -354,7 +354,7 @@ class DiscordBot(discord.AutoShardedClient):
             message_id=answered,
         )
         # The answer's nonces are the live ones: a reply the killed process sent comes back, not twice.
-        outbox = ChannelOutbox(self, None, in_server=in_server, edit_interval=None, answers=answered, pacer=self.pacer)
+        outbox = ChannelOutbox(self, None, in_server=in_server, edit_interval=None, pacer=self.pacer)
         try:
             await self.app.chat.respond(Context(event=event, outbox=outbox), conversation, message)
             await outbox.aclose()
@@ -407,7 +407,6 @@ class DiscordBot(discord.AutoShardedClient):
             in_server=message.guild is not None,
             can_reference=may_reference,
             edit_interval=self.edit_interval,
-            answers=str(message.id),
             pacer=self.pacer,
         )
         with self.tracked():

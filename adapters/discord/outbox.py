@@ -131,12 +131,14 @@ class ChannelOutbox(_DiscordOutbox):
     the history (Discord refuses references otherwise); in DMs they are plain messages.
     Without an author (plugin jobs) every message goes to its key's channel or thread.
 
-    Never twice: each part of the answer to message M is sent with the nonce ``M-n`` and
-    ``enforce_nonce`` (discord.py sets it with ``nonce``), so Discord returns the message
-    it already made for that nonce instead of a new one. A process killed after sending
-    but before storing the reply sends it again at the restart and gets the same message
-    back; its text is then made what the bot stores now (an edit), so the screen and the
-    history agree. Notices and other messages without the answer's ``reply_to`` carry none.
+    Never twice: each part of the answer to message M (``Reply.answer``, replying to M) is
+    sent with the nonce ``M-n`` and ``enforce_nonce`` (discord.py sets it with ``nonce``), so
+    Discord returns the message it already made for that nonce instead of a new one. A
+    process killed after sending but before storing the reply sends it again at the restart
+    and gets the same message back; its text is then made what the bot stores now (an
+    edit), so the screen and the history agree. M is the message the answer replies to,
+    which for a burst (core/bursts.py) is its last one: a redelivery of that message after
+    a kill, answered as a turn of its own, finds the burst's answer. Notices carry no nonce.
     ``pacer``: Discord's per-channel and global budgets, measured when each call leaves.
     """
 
@@ -148,11 +150,9 @@ class ChannelOutbox(_DiscordOutbox):
         in_server: bool,
         can_reference: bool = True,
         edit_interval: float | None = 1.0,
-        answers: str | None = None,
         pacer: "Pacer | None" = None,
     ) -> None:
         super().__init__(edit_interval=edit_interval)
-        self._answers = answers  # the id of the message this outbox answers (the nonces' base)
         self._nonces = 0
         self._pacer = pacer
         self._client = client
@@ -175,7 +175,7 @@ class ChannelOutbox(_DiscordOutbox):
             )
         parts = self.parts(reply.text)
         message: discord.Message | None = None
-        the_answer = self._answers is not None and reply.reply_to == self._answers
+        the_answer = reply.answer and reply.reply_to is not None
         for index, part in enumerate(parts):
             answers = reference is not None and index == 0  # only the first part is a reply
             kwargs: dict[str, Any] = {"content": part, "allowed_mentions": no_pings(replied_user=answers)}
@@ -184,7 +184,7 @@ class ChannelOutbox(_DiscordOutbox):
             if index == len(parts) - 1 and reply.attachment is not None:
                 kwargs["file"] = to_file(reply.attachment)
             if the_answer:
-                kwargs["nonce"] = f"{self._answers}-{self._nonces}"  # at most 25 characters: a snowflake and a count
+                kwargs["nonce"] = f"{reply.reply_to}-{self._nonces}"  # at most 25 characters: a snowflake and a count
                 self._nonces += 1
             await self._pace(destination.id)
             message = await platform_call(destination.send(**kwargs), f"send to {destination.id}")

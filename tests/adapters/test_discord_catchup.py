@@ -87,3 +87,24 @@ async def test_a_message_handled_before_the_first_ready_does_not_move_a_cursor_p
         await second.handled(channel, live)
         points = await second.plan([])
     assert handled_before <= points[channel] < sent_while_down
+
+
+async def test_an_answer_sent_again_for_the_message_it_replies_to_is_the_same_message(fake, monkeypatch):
+    """A burst's answer replies to its last message; a redelivery of that message after a kill
+    is answered as a turn of its own, and its answer must find the burst's (nonce ``M-n``)
+    instead of showing a second one. Notices are not answers and carry no nonce."""
+    from adapters.discord.outbox import ChannelOutbox
+    from core.events import ConversationKey, Reply
+
+    guild = fake.add_guild()
+    channel = fake.add_channel(guild)
+    async with running_bot(fake, monkeypatch, channels=(str(channel),)) as running:
+        last = fake.message(channel, USER_ID, "second line of a burst")
+        key = ConversationKey("discord", str(channel))
+        for text in ("the burst's answer", "the redelivery's answer"):  # two processes: two outboxes
+            outbox = ChannelOutbox(running.bot, None, in_server=True, edit_interval=None)
+            await outbox.send(key, Reply(text, reply_to=last["id"], answer=True))
+        for _ in range(2):
+            outbox = ChannelOutbox(running.bot, None, in_server=True, edit_interval=None)
+            await outbox.send(key, Reply("a notice", reply_to=last["id"]))
+    assert fake.texts_in(channel) == ["the redelivery's answer", "a notice", "a notice"]
