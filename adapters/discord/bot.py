@@ -106,6 +106,7 @@ def without_voice() -> None:
     discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
 
 
+MESSAGE_CALL = re.compile(r"/channels/(\d+)/messages(?:/\d+)?$")  # create or edit a message (paced)
 RECOVERY_WINDOW_S = 3600.0  # turns a crash left unanswered for longer than this stay unanswered
 CATCH_UP_CONCURRENCY = 8  # channels whose history is read at once after a READY
 
@@ -133,6 +134,7 @@ class DiscordBot(discord.AutoShardedClient):
         intents = discord.Intents.default()
         intents.message_content = True  # privileged: enable it in the Developer Portal (see docs/discord.md)
         trace = aiohttp.TraceConfig()
+        trace.on_request_start.append(self._pace_message_call)
         trace.on_request_end.append(self._count_rate_limit)
         super().__init__(
             intents=intents,
@@ -165,6 +167,16 @@ class DiscordBot(discord.AutoShardedClient):
     @property
     def edit_interval(self) -> float | None:
         return self.options.edit_interval if self.options.stream else None
+
+    async def _pace_message_call(
+        self, session: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        """Each attempt to create or edit a message waits for its slot in Discord's budgets,
+        discord.py's retries included (they would otherwise land uncounted in the window)."""
+        if params.method in ("POST", "PATCH"):
+            match = MESSAGE_CALL.search(params.url.path)
+            if match is not None:
+                await self.pacer.slot(int(match.group(1)))
 
     async def _count_rate_limit(
         self, session: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestEndParams
@@ -287,7 +299,7 @@ class DiscordBot(discord.AutoShardedClient):
         log.info("discord: connected as %s (%s) in %d servers", self.user, self.user.id, len(self.guilds))
         # scheduled jobs post to any channel, thread or DM by id from now on
         self.app.seams.outboxes.register(
-            PLATFORM, ChannelOutbox(self, None, in_server=False, edit_interval=None, pacer=self.pacer)
+            PLATFORM, ChannelOutbox(self, None, in_server=False, edit_interval=None)
         )
         self.start_recovery()
 
@@ -354,7 +366,7 @@ class DiscordBot(discord.AutoShardedClient):
             message_id=answered,
         )
         # The answer's nonces are the live ones: a reply the killed process sent comes back, not twice.
-        outbox = ChannelOutbox(self, None, in_server=in_server, edit_interval=None, pacer=self.pacer)
+        outbox = ChannelOutbox(self, None, in_server=in_server, edit_interval=None)
         try:
             await self.app.chat.respond(Context(event=event, outbox=outbox), conversation, message)
             await outbox.aclose()
@@ -407,7 +419,6 @@ class DiscordBot(discord.AutoShardedClient):
             in_server=message.guild is not None,
             can_reference=may_reference,
             edit_interval=self.edit_interval,
-            pacer=self.pacer,
         )
         with self.tracked():
             await self.app.dispatcher.feed(event, outbox)

@@ -68,7 +68,9 @@ class Pacer:
     the rate-limit headers Discord sends, but only after the first response of a bucket
     tells it; this keeps a burst of answers within the budget from the first call. A new
     process cannot know what a killed one sent in the last seconds, so it sends nothing
-    for one channel period after it starts (the gateway's READY takes about as long)."""
+    for one channel period after it starts (the gateway's READY takes about as long).
+    The bot takes a slot for every attempt of a message call on the wire (an aiohttp trace
+    hook, adapters/discord/bot.py), discord.py's own retries of a 429 or 5xx included."""
 
     def __init__(self, per_channel: int = 5, channel_period_s: float = 5.0, overall: int = 50,
                  margin_s: float = 0.1, quiet_start: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
@@ -139,7 +141,6 @@ class ChannelOutbox(_DiscordOutbox):
     edit), so the screen and the history agree. M is the message the answer replies to,
     which for a burst (core/bursts.py) is its last one: a redelivery of that message after
     a kill, answered as a turn of its own, finds the burst's answer. Notices carry no nonce.
-    ``pacer``: Discord's per-channel and global budgets, measured when each call leaves.
     """
 
     def __init__(
@@ -150,11 +151,9 @@ class ChannelOutbox(_DiscordOutbox):
         in_server: bool,
         can_reference: bool = True,
         edit_interval: float | None = 1.0,
-        pacer: "Pacer | None" = None,
     ) -> None:
         super().__init__(edit_interval=edit_interval)
         self._nonces = 0
-        self._pacer = pacer
         self._client = client
         self._author = author
         self._in_server = in_server
@@ -186,12 +185,10 @@ class ChannelOutbox(_DiscordOutbox):
             if the_answer:
                 kwargs["nonce"] = f"{reply.reply_to}-{self._nonces}"  # at most 25 characters: a snowflake and a count
                 self._nonces += 1
-            await self._pace(destination.id)
             message = await platform_call(destination.send(**kwargs), f"send to {destination.id}")
             if message.channel.id != target_channel_id(key):
                 self._channel_of[str(message.id)] = message.channel.id
             if the_answer and message.content != part and reply.attachment is None:  # made before a kill
-                await self._pace(message.channel.id)
                 await platform_call(message.edit(content=part, allowed_mentions=no_pings()), f"edit in {message.channel.id}")
         assert message is not None
         return SentMessage(key, str(message.id))
@@ -199,12 +196,7 @@ class ChannelOutbox(_DiscordOutbox):
     async def edit(self, sent: SentMessage, text: str) -> None:
         channel_id = self._channel_of.get(sent.message_id, target_channel_id(sent.key))
         partial = self._client.get_partial_messageable(channel_id).get_partial_message(int(sent.message_id))
-        await self._pace(channel_id)
         await platform_call(partial.edit(content=text, allowed_mentions=no_pings()), f"edit in {channel_id}")
-
-    async def _pace(self, channel_id: int) -> None:
-        if self._pacer is not None:
-            await self._pacer.slot(channel_id)
 
     async def typing(self, key: ConversationKey) -> None:
         channel = self._client.get_partial_messageable(target_channel_id(key))

@@ -194,6 +194,30 @@ async def test_a_429_is_waited_out_once_and_counted(fake, monkeypatch):
     assert len(fake.calls_to("POST", rf"channels/{channel}/messages")) == 2
 
 
+async def test_every_attempt_of_a_message_call_takes_a_slot_of_the_budget_retries_included(fake, monkeypatch):
+    """discord.py retries a 429 or 5xx itself; the retry must count in the channel's 5 per 5 s."""
+    from adapters.discord.outbox import Pacer
+
+    class Recording(Pacer):
+        def __init__(self) -> None:
+            super().__init__(per_channel=1000, overall=10_000, quiet_start=False)
+            self.slots: list[int] = []
+
+        async def slot(self, channel_id: int) -> None:
+            self.slots.append(channel_id)
+            await super().slot(channel_id)
+
+    guild = fake.add_guild()
+    channel = fake.add_channel(guild)
+    async with running_bot(fake, monkeypatch, stream=False) as bot:
+        bot.bot.pacer = recording = Recording()
+        fake.fail_next("POST", rf"channels/{channel}/messages", 500)
+        await fake.dispatch("MESSAGE_CREATE", mention(fake, channel, "hi"))
+        await fake.wait_for(lambda: fake.texts_in(channel) == [REPLY])
+    assert len(fake.calls_to("POST", rf"channels/{channel}/messages")) == 2
+    assert recording.slots == [channel, channel]  # the first try and discord.py's retry
+
+
 async def test_a_channel_the_bot_may_not_write_in_costs_no_model_call_and_one_log_line(fake, monkeypatch, caplog):
     guild = fake.add_guild()
     muted = fake.add_channel(guild, deny_everyone=SEND_MESSAGES)
