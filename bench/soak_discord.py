@@ -221,10 +221,15 @@ async def soak(args: argparse.Namespace) -> dict[str, object]:
             process.kill()
         elapsed = time.monotonic() - started
 
-        quoted: Counter[tuple[int, int]] = Counter(fake.answers)
+        # Counted from the messages in the channels, not from calls: a send that Discord
+        # answered with the message its nonce already made is no second answer.
+        quoted: Counter[tuple[int, int]] = Counter()
         unquoted: Counter[int] = Counter()
         for message in fake.messages.values():
-            if not message.get("message_reference"):
+            reference = message.get("message_reference")
+            if reference:
+                quoted[(int(message["channel_id"]), int(reference["message_id"]))] += 1
+            else:
                 unquoted[int(message["channel_id"])] += 1
         with sqlite3.connect(folder / "soak.db") as db:
             integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
