@@ -186,7 +186,8 @@ class Generator:
             message, reply = rng.choice(ZH_CHITCHAT if lang == "zh" else self.chitchat)
             expect, forbid, asked = [], [], ""
         earlier = self._earlier([self._recall_turn(lang, s, values[s], kind_of[s]) for s in slots if s != asked],
-                                [self._abstain_turn(lang, s, kind_of[s]) for s in missing if s != asked])
+                                [self._abstain_turn(lang, s, kind_of[s]) for s in missing if s != asked]
+                                ) if self.followups else []  # without follow-ups the draws are the evaluation's as before
         history = self._history(lang) + earlier + [ChatMessage("user", message)]
         persona = rng.choices(("companion", "assistant", "tutor"), weights=(7, 2, 1))[0]
         return Example(lang, kind, persona, sections, history, reply, expect, forbid, asked)
@@ -262,7 +263,7 @@ class Generator:
         rng.shuffle(sections)
         sections = [PromptSection(s.text, priority=90 - rank, kind=s.kind, source=s.source) for rank, s in enumerate(sections)]
         earlier = self._earlier([(rng.choice(qs), self._quote(lang, other)) for _, filled in articles
-                                 for other, qs in filled if other not in expect])
+                                 for other, qs in filled if other not in expect]) if self.followups else []
         history = self._history(lang) + earlier + [ChatMessage("user", message)]
         return Example(lang, kind, "support", sections, history, reply, expect)
 
