@@ -75,7 +75,7 @@ class SoakDiscord(FakeDiscord):
         self.rng, self.flood_rate, self.error_rate, self.slow_rate = rng, flood_rate, error_rate, slow_rate
         self.sent_at: list[tuple[str, float]] = []  # (channel, loop time) of each message the bot made or edited
         self.per_channel: Counter[str] = Counter()
-        self.answers: Counter[tuple[int, int]] = Counter()  # (channel, message id) -> bot messages referencing it
+        self.answers: Counter[tuple[int, int]] = Counter()  # (channel, message id) -> calls referencing it (a waiting user sees one)
         self.too_long = 0
         self.statuses: Counter[int] = Counter()
 
