@@ -253,7 +253,7 @@ async def soak(args: argparse.Namespace) -> dict[str, object]:
             json.dumps(twice_answered(fake, tally, quoted, unquoted), ensure_ascii=False, indent=1), encoding="utf-8")
         return {
             "messages sent": len(tally.sent), "users": args.users, "server channels": len(channels),
-            "answered once": once, "answered twice": twice, "never answered": never,
+            "answered once": once, "answered twice": twice, "never answered": sum(never.values()),
             "answered once: together with the next ones (a burst answered as one turn)": len(in_bursts),
             "never answered: never stored": len(set(tally.sent.values()) - stored),
             "never stored: in a DM channel no process had recorded yet": unknown_dm,

@@ -50,6 +50,7 @@ class Call:
     params: dict[str, Any]
     at: float  # loop.time() when received
     status: int = 200
+    left: float | None = None  # loop.time() when the answer left (None: it never did)
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
 
 
@@ -288,7 +289,12 @@ class FakeBotAPI:
                 body["parameters"] = {"retry_after": error.failure.retry_after}
         async with self._changed:
             self._changed.notify_all()
+        await self._on_the_way_back(method)
+        call.left = asyncio.get_running_loop().time()
         return web.json_response(body, status=call.status)
+
+    async def _on_the_way_back(self, method: str) -> None:
+        """Where a subclass delays answers (a slow network); the call is recorded on arrival."""
 
     def _inject_failure(self, method: str) -> None:
         now = asyncio.get_running_loop().time()
