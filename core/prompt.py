@@ -231,18 +231,21 @@ def plan_prompt(
 
     # Placing is additive: each candidate adds its own per-message counts (each carries
     # the template's glue once more, so the sum errs high); one exact count settles it.
-    example_costs = [group_cost(example) for example in examples]
-    group_costs = [group_cost(group) for group in groups]
     context_costs: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
+
+    def part_cost(part: str, index: int) -> int:
+        """Tokens of one example or exchange (history counts back from the newest older one)."""
+        if part == "examples":
+            return group_cost(examples[index])
+        return group_cost(groups[-1] if part == "recent" else groups[len(groups) - 2 - index])
 
     def estimate(choice: Mapping[str, list[int]]) -> int:
         key = (tuple(sorted(choice["memory"])), tuple(sorted(choice["passage"])))
         if key not in context_costs:  # the context turn is one message: count it as rendered
             held = [memories[i] for i in key[0]] + [passages[i] for i in key[1]]
             context_costs[key] = group_cost(render_context(held))
-        return (fixed + context_costs[key] + sum(example_costs[i] for i in choice["examples"])
-                + sum(group_costs[len(groups) - 2 - i] for i in choice["history"])
-                + (group_costs[-1] if choice["recent"] else 0))
+        return fixed + context_costs[key] + sum(part_cost(part, i) for part in ("examples", "history", "recent")
+                                               for i in choice[part])
 
     limit = budget.prompt_tokens
     if count_tokens(assemble(chosen, current)) > limit:
@@ -252,11 +255,17 @@ def plan_prompt(
     def place(part: str, ceiling: int) -> None:
         if part == "history" and sizes["recent"] and not chosen["recent"]:
             return  # no older exchange without the most recent one
+        total = estimate(chosen)
         for index in range(sizes[part]):
             if index in chosen[part]:
                 continue
-            if estimate({**chosen, part: chosen[part] + [index]}) <= ceiling:
+            if part in ("memory", "passage"):  # the context turn is counted as rendered, not summed
+                cost = estimate({**chosen, part: chosen[part] + [index]})
+            else:  # an exchange or an example adds its own tokens: one sum per candidate, not per choice
+                cost = total + part_cost(part, index)
+            if cost <= ceiling:
                 chosen[part].append(index)
+                total = cost
             elif part == "history":
                 break  # history stays contiguous: no older exchange without the newer ones
 

@@ -177,6 +177,23 @@ async def test_a_failing_operation_is_rolled_back_alone(store):
     assert [await store.get_setting("s", n) for n in ("before", "half", "after")] == ["1", None, "2"]
 
 
+async def test_an_operation_alone_in_its_batch_is_still_all_or_nothing(store):
+    """Alone, an atomic operation runs in its own transaction (no savepoint) and a
+    one-statement one in autocommit: a failure still leaves nothing, a success is kept."""
+
+    async def half_done(db):
+        await db.execute("INSERT INTO settings (scope, name, value, updated_at) VALUES ('s', 'half', 'x', 0)")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        await store._write("half_done", half_done, atomic=True)
+    await store.set_setting("s", "alone", "1")
+    batches = store.write_batches
+    assert await store.record_event("e1") is True and await store.record_event("e1") is False
+    assert store.write_batches == batches + 2  # each ran alone
+    assert [await store.get_setting("s", n) for n in ("half", "alone")] == [None, "1"]
+
+
 async def test_reads_see_writes_at_once_across_connections(tmp_path):
     async with SQLiteStore(tmp_path / "bot.db") as store:
         conversation = await store.active_conversation(DM)

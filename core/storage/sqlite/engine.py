@@ -4,7 +4,9 @@ one writer with group commit, the readers, and the one-process rule.
 Concurrency. Every write goes through one connection driven by one task: it drains a
 queue of operations and runs all it finds in one transaction (group commit), each
 operation inside a savepoint when it has several statements, so one failing operation
-never undoes its neighbours. Each caller awaits its own result. Single-statement reads
+never undoes its neighbours. An operation found alone skips what it does not need (each
+statement is a thread hop): its own transaction instead of a savepoint, or autocommit
+when it needs none. Each caller awaits its own result. Single-statement reads
 use a second connection; reads of several statements use a third one inside a read
 transaction, so they see one consistent snapshot. In WAL mode readers never wait for
 the writer, and with one writer nothing ever waits for a lock (busy_timeout only
@@ -252,22 +254,34 @@ class SQLiteEngine:
         db = self._writer
         assert db is not None
         outcomes: list[tuple[Any, BaseException | None]] = []
+        if len(batch) == 1 and not batch[0][2]:
+            # One operation that needs no transaction (not atomic): in autocommit, BEGIN and
+            # COMMIT would be two thread hops more than its statement (issue 16).
+            what, op, _, _ = batch[0]
+            outcomes.append(await self._run(db, what, op, False))
+            self._settle(batch, outcomes)
+            return
+        lone = len(batch) == 1  # one operation of several statements: its transaction is its savepoint
         try:
             await db.execute("BEGIN IMMEDIATE")
             for what, op, atomic, _ in batch:
-                outcome = await self._run(db, what, op, atomic)
+                outcome = await self._run(db, what, op, atomic and not lone)
                 if not db.in_transaction:
                     # SQLite rolled the whole transaction back (disk full, I/O error):
                     # nothing of this batch was kept.
                     raise StorageError(f"{what}: transaction aborted: {outcome[1]}")
                 outcomes.append(outcome)
-            await db.execute("COMMIT")
+            await db.execute("ROLLBACK" if lone and outcomes[0][1] is not None else "COMMIT")
         except Exception as exc:
             with suppress(sqlite3.Error):
                 if db.in_transaction:
                     await db.execute("ROLLBACK")
             error = exc if isinstance(exc, PersonabotError) else StorageError(f"commit failed: {exc}")
             outcomes = [(None, error)] * len(batch)
+        self._settle(batch, outcomes)
+
+    def _settle(self, batch: list[tuple[str, Op[Any], bool, asyncio.Future[Any]]],
+                outcomes: list[tuple[Any, BaseException | None]]) -> None:
         self.write_batches += 1
         self.write_ops += len(batch)
         for (*_, future), (result, error) in zip(batch, outcomes):

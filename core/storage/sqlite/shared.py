@@ -14,7 +14,13 @@ from typing import Any
 import aiosqlite
 
 import core.storage.values as v
-from core.storage.sqlite.engine import changes, one
+from core.storage.sqlite.engine import changes, fetch_all, one
+
+
+_REFILLED = "min(:size, tokens + max(:at - updated, 0) * :rate)"
+_TAKE_TOKEN = f"""INSERT INTO rate_buckets (key, tokens, updated) VALUES (:key, :size - 1, :at)
+ON CONFLICT (key) DO UPDATE SET tokens = {_REFILLED} - 1, updated = max(:at, updated) WHERE {_REFILLED} >= 1
+RETURNING tokens"""
 
 
 class SharedStateMixin:
@@ -54,14 +60,14 @@ class SharedStateMixin:
         at = v.seconds(now, "now")
 
         async def op(db: aiosqlite.Connection) -> float:
-            row = await one(db, "SELECT tokens, updated FROM rate_buckets WHERE key = ?", (bucket,))
-            tokens, updated = (float(size), at) if row is None else (row[0], row[1])
-            left, wait = v.refill(tokens, updated, per_s, size, at)
-            await db.execute(
-                "INSERT OR REPLACE INTO rate_buckets (key, tokens, updated) VALUES (?, ?, ?)",
-                (bucket, left, max(at, updated)),
-            )
-            return wait
+            # One statement when a token is there (the common case); the refill is the same
+            # arithmetic as core.storage.values.refill, and a refused take leaves the row as it
+            # was (refilling is path-independent, so that is the same bucket).
+            params = {"key": bucket, "size": size, "rate": per_s, "at": at}
+            if await fetch_all(db, _TAKE_TOKEN, params):
+                return 0.0
+            tokens, updated = await one(db, "SELECT tokens, updated FROM rate_buckets WHERE key = ?", (bucket,)) or (size, at)
+            return v.refill(tokens, updated, per_s, size, at)[1]
 
         return await self._write("take_token", op)
 
