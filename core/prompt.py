@@ -23,7 +23,6 @@ are neutralised by the Generator when it tokenizes (see core/generation).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -134,20 +133,22 @@ class BuiltPrompt:
 
 
 class TokenCounts:
-    """Per-message token counts, least recently used dropped beyond ``size``."""
+    """Per-message token counts, the oldest counted dropped beyond ``size``.
+
+    First in, first out rather than least recently used: a hit is then one dictionary
+    lookup (a message's hash is not cached), and a message dropped while still in use
+    is only counted again."""
 
     def __init__(self, count_tokens: TokenCounter, size: int = 4096) -> None:
         self.count_tokens, self.size = count_tokens, size
-        self._counts: OrderedDict[ChatMessage, int] = OrderedDict()
+        self._counts: dict[ChatMessage, int] = {}
 
     def one(self, message: ChatMessage) -> int:
-        counts = self._counts
-        if message in counts:
-            counts.move_to_end(message)
-            return counts[message]
-        count = counts[message] = self.count_tokens([message])
-        if len(counts) > self.size:
-            counts.popitem(last=False)
+        count = self._counts.get(message)
+        if count is None:
+            count = self._counts[message] = self.count_tokens([message])
+            if len(self._counts) > self.size:
+                del self._counts[next(iter(self._counts))]
         return count
 
 

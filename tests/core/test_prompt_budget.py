@@ -10,6 +10,7 @@ from core.prompt import (
     PASSAGE_INTRO,
     Budget,
     PromptSection,
+    TokenCounts,
     passage_section,
     plan_prompt,
     reserve_problem,
@@ -171,3 +172,18 @@ def test_minimum_shares_come_from_the_bot_file_and_bad_ones_name_the_field(tmp_p
         with pytest.raises(ConfigError) as raised:
             load_bot_settings(bot)
         assert str(bot) in str(raised.value) and "prompt.min_shares" in str(raised.value)
+
+
+def test_token_counts_count_each_message_once_and_drop_the_oldest_beyond_their_size():
+    counted: list[str] = []
+
+    def count(messages):
+        counted.extend(m.content for m in messages)
+        return sum(len(m.content) for m in messages)
+
+    counts = TokenCounts(count, size=2)
+    a, b, c = (ChatMessage("user", text) for text in ("a", "bb", "ccc"))
+    assert [counts.one(a), counts.one(b), counts.one(a), counts.one(ChatMessage("user", "a"))] == [1, 2, 1, 1]
+    assert counted == ["a", "bb"]  # an equal message is the same entry
+    assert counts.one(c) == 3 and counts.one(b) == 2 and counts.one(a) == 1
+    assert counted == ["a", "bb", "ccc", "a"]  # "a", the oldest, was dropped for "ccc"
