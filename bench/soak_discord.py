@@ -269,7 +269,7 @@ async def soak(args: argparse.Namespace) -> dict[str, object]:
 def twice_answered(fake: SoakDiscord, tally: Tally, quoted: Counter[tuple[int, int]], unquoted: Counter[int]) -> dict[str, list]:
     """For diagnosis: each message quoted twice, and each chat with more unquoted replies than
     messages left to answer, as its timeline (user messages and the bot's, with nonce and reference)."""
-    nonce_of = {message_id: nonce for nonce, message_id in fake._nonces.items()}
+    nonce_of = {message_id: nonce for nonce, message_id in fake.nonces.items()}
     sent_in: Counter[int] = Counter(chat for chat, _ in tally.sent)
     settled: Counter[int] = Counter(chat for chat, message_id in tally.sent if quoted.get((chat, message_id)))
     chats = {chat for (chat, _), got in quoted.items() if got >= 2}

@@ -118,7 +118,7 @@ class FakeDiscord:
         self.files: dict[str, bytes] = {}  # attachment id -> bytes (GET /attachments/ID/NAME)
         self.downloads: list[str] = []  # attachment ids the bot fetched
         self.history: dict[int, list[dict[str, Any]]] = {}  # channel id -> users' messages posted there
-        self._nonces: dict[str, int] = {}  # nonce -> id of the message created with it
+        self.nonces: dict[str, int] = {}  # nonce -> id of the message created with it
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -664,11 +664,11 @@ class FakeDiscord:
         if match := re.fullmatch(r"channels/(\d+)/messages", path):
             if method == "POST":
                 nonce = body.get("nonce") if body.get("enforce_nonce") else None
-                if nonce is not None and nonce in self._nonces:  # Discord: the message this nonce made
-                    return _json(self._public(self.messages[self._nonces[nonce]]))
+                if nonce is not None and nonce in self.nonces:  # Discord: the message this nonce made
+                    return _json(self._public(self.messages[self.nonces[nonce]]))
                 message = self._new_message(match[1], body, call.files)
                 if nonce is not None:
-                    self._nonces[nonce] = int(message["id"])
+                    self.nonces[nonce] = int(message["id"])
                 return _json(self._public(message))
             if method == "GET":
                 return _json(self._channel_history(int(match[1]), call.query))
