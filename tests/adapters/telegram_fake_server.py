@@ -77,6 +77,7 @@ class FakeBotAPI:
         }
         self.calls: list[Call] = []
         self.updates: list[dict[str, Any]] = []  # unconfirmed, oldest first
+        self.cut_off = 0  # requests whose sender died before they were read (a killed bot, reset)
         self.delivered: list[dict[str, Any]] = []  # every update getUpdates returned, in order
         self.screen: dict[int, dict[int, dict[str, Any]]] = {}  # chat -> message id -> message
         self.drafts: dict[tuple[int, int], str] = {}
@@ -268,7 +269,11 @@ class FakeBotAPI:
 
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
-        params, files = await self._params(request)
+        try:
+            params, files = await self._params(request)
+        except ConnectionResetError:  # the client died (a kill) before its request was read
+            self.cut_off += 1
+            raise
         call = Call(method, params, asyncio.get_running_loop().time(), files=files)
         self.calls.append(call)
         async with self._changed:
