@@ -231,6 +231,11 @@ class Store(Protocol):
         """The whole group of ``user_id``, itself included, sorted (``[user_id]`` if unlinked)."""
         ...
 
+    async def banned_identity(self, user_id: str) -> str | None:
+        """The first identity of the group of ``user_id`` (sorted) that is banned, or was
+        banned and then forgotten; None if none is. One read: every message asks it."""
+        ...
+
     # privacy and stats -------------------------------------------------------------
     async def export_user(self, user_id: str) -> dict[str, Any]:
         """Everything stored about a user, as JSON-serialisable data."""

@@ -103,8 +103,7 @@ class DropBanned:
         self._store = store
 
     async def __call__(self, ctx: Context, call_next: Handler) -> None:
-        for identity in await self._store.linked_identities(ctx.event.user.qualified):
-            if await self._store.is_banned(identity):
-                log.debug("event %s from %s dropped: %s is banned", ctx.event.event_id, ctx.event.user, identity)
-                return
+        if (identity := await self._store.banned_identity(ctx.event.user.qualified)) is not None:
+            log.debug("event %s from %s dropped: %s is banned", ctx.event.event_id, ctx.event.user, identity)
+            return
         await call_next(ctx)

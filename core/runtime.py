@@ -80,4 +80,5 @@ class Runtime:
         return self.is_admin(event) or bool(policy and policy(event))
 
     async def is_banned(self, user_id: str) -> bool:
-        return await self.store.is_banned(user_id)
+        """A ban on any identity linked with ``user_id`` counts, as for live messages (core/recovery.py)."""
+        return await self.store.banned_identity(user_id) is not None

@@ -301,6 +301,21 @@ async def test_audit_is_newest_first(store):
         await store.audit("system", "x", outcome="maybe")
 
 
+async def test_a_ban_on_any_linked_identity_is_found_in_one_read(store):
+    assert await store.banned_identity(ANN) is None
+    await store.link_identities(ANN, CAT)
+    await store.set_banned(CAT, True)
+    assert [await store.banned_identity(who) for who in (ANN, CAT, BOB)] == [CAT, CAT, None]
+    await store.set_banned(ANN, True)
+    assert await store.banned_identity(CAT) == min(ANN, CAT)  # the first of the group, sorted
+    await store.set_banned(BOB, True)
+    await store.forget_user(BOB)  # a forgotten ban still holds (kept as a hash of the id)
+    assert await store.banned_identity(BOB) == BOB and await store.get_user(BOB) is None
+    await store.set_banned(ANN, False)
+    await store.set_banned(CAT, False)
+    assert await store.banned_identity(ANN) is None
+
+
 async def test_identity_links_form_groups(store):
     assert await store.linked_identities(ANN) == [ANN]
     assert await store.link_identities(ANN, CAT) == sorted([ANN, CAT])

@@ -54,6 +54,15 @@ async def test_admin_ban_silences_the_user_and_is_audited(app, outbox):
     assert not await app.store.is_banned("telegram:5")
 
 
+async def test_a_ban_on_a_linked_identity_silences_the_other_and_its_recovered_turns(app, outbox):
+    await app.store.link_identities("telegram:5", "discord:6")
+    await app.store.set_banned("discord:6", True)
+    await app.dispatcher.feed(make_event("hello?", user="telegram:5"), outbox)
+    assert outbox.log == []
+    assert await app.is_banned("telegram:5")  # what the adapters ask before re-answering a crash's turns
+    assert not await app.is_banned("telegram:7")
+
+
 async def test_admin_command_with_bad_arguments_shows_usage(app, outbox):
     await app.dispatcher.feed(make_event("/admin ban", user="telegram:999"), outbox)
     assert outbox.last.startswith("Usage: /admin ban USER")

@@ -42,6 +42,15 @@ _SETTING_NAMES_USER = f"({_names('scope', '$1', '$2')} OR {_names('value', '$1',
 _LIMIT_TABLES = (("rate_buckets", "key"), ("limit_notices", "key"), ("quotas", "key"), ("leases", "name"))
 
 
+_BANNED_IN_GROUP = """WITH ids(id) AS (
+    SELECT user_id FROM identity_links WHERE group_id = (SELECT group_id FROM identity_links WHERE user_id = $1)
+    UNION SELECT $1::text)
+SELECT id FROM ids
+WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = ids.id AND u.banned)
+   OR EXISTS (SELECT 1 FROM forgotten_bans f WHERE f.id_hash = encode(sha256(convert_to(ids.id, 'UTF8')), 'hex'))
+ORDER BY id COLLATE "C" LIMIT 1"""
+
+
 async def _linked(conn: asyncpg.Connection, uid: str) -> list[str]:
     rows = await conn.fetch(
         """SELECT user_id FROM identity_links
@@ -107,6 +116,10 @@ class PeopleMixin:
     async def linked_identities(self, user_id: str) -> list[str]:
         uid = v.text(user_id, "user id")
         return await self._run("linked_identities", lambda c: _linked(c, uid))
+
+    async def banned_identity(self, user_id: str) -> str | None:
+        uid = v.text(user_id, "user id")
+        return await self._run("banned_identity", lambda c: c.fetchval(_BANNED_IN_GROUP, uid))
 
     # -- privacy and stats -----------------------------------------------------------
 

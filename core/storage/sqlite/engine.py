@@ -45,7 +45,7 @@ import aiosqlite
 
 from core.errors import PersonabotError, StorageError
 from core.storage.sqlite.migrations import migrate
-from core.storage.values import mentions, redact
+from core.storage.values import id_hash, mentions, redact
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +198,7 @@ class SQLiteEngine:
                 await db.execute("PRAGMA query_only = ON")
             await db.create_function("pb_mentions", 2, _mentions, deterministic=True)
             await db.create_function("pb_redact", 2, _redact, deterministic=True)
+            await db.create_function("pb_id_hash", 1, id_hash, deterministic=True)
         except BaseException:
             await db.close()
             raise

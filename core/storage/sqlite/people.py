@@ -72,6 +72,15 @@ class PeopleMixin:
 
         return await self._read("linked_identities", op)
 
+    async def banned_identity(self, user_id: str) -> str | None:
+        uid = v.text(user_id, "user id")
+
+        async def op(db: aiosqlite.Connection) -> str | None:
+            row = await one(db, _BANNED_IN_GROUP, {"uid": uid})
+            return None if row is None else row[0]
+
+        return await self._read("banned_identity", op)
+
     # -- privacy and stats -----------------------------------------------------------
 
     async def export_user(self, user_id: str) -> dict[str, Any]:
@@ -195,6 +204,13 @@ _LIMIT_TABLES = (("rate_buckets", "key"), ("limit_notices", "key"), ("quotas", "
 _AUDIT_NAMES_USER = """(actor = :uid
     OR (instr(target, :uid) AND pb_mentions(target, :uid))
     OR (instr(detail, :json_uid) AND pb_mentions(detail, :json_uid)))"""
+
+
+_BANNED_IN_GROUP = """WITH ids(id) AS (
+    SELECT user_id FROM identity_links WHERE group_id = (SELECT group_id FROM identity_links WHERE user_id = :uid)
+    UNION SELECT :uid)
+SELECT id FROM ids WHERE id IN (SELECT id FROM users WHERE banned) OR pb_id_hash(id) IN (SELECT id_hash FROM forgotten_bans)
+ORDER BY id LIMIT 1"""
 
 
 async def _linked(db: aiosqlite.Connection, uid: str) -> list[str]:
