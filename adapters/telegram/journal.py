@@ -10,7 +10,7 @@ attempt back; a success needs no write (the attempt already says "shown").
 At start, before anything is answered (:meth:`SendJournal.settle`), every journal entry
 whose user turn is stored but unanswered is settled: what was shown is stored as the
 bot's reply, and the turn is not answered again. **An attempt whose outcome is unknown**
-(killed during the HTTP call, or a timeout) **counts as shown.** The attempt is written
+(killed during the HTTP call, or a timeout once it left) **counts as shown.** The attempt is written
 after the last wait, right before the request leaves, so an unknown outcome means the
 request was (almost certainly) on its way: the kernel still delivers what was written
 to the socket when the process dies. Resending would show it twice; the rare miss

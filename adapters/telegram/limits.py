@@ -14,7 +14,8 @@ Still a :class:`telegram.ext.BaseRateLimiter` (PTB's supported hook). It also:
 
 * retries 429 (``retry_after``, pausing every message call meanwhile) and 5xx/connection
   failures (backoff), up to ``max_retries`` each; a timeout is not retried (the message
-  may be on screen: see adapters/telegram/journal.py);
+  may be on screen: see adapters/telegram/journal.py), unless it came before the request
+  left (no free connection in the pool, none made), which PTB also reports as a timeout;
 * tells the send journal about each attempt just before it is made (``SendHook``), so a
   killed process knows, at the next start, what it may have shown;
 * is seeded at start with the sends of the previous process (:meth:`seed`), so a restart
@@ -31,6 +32,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Protocol
 
+import httpx
 from telegram.error import NetworkError, RetryAfter, TimedOut
 from telegram.ext import BaseRateLimiter
 
@@ -42,6 +44,9 @@ log = logging.getLogger(__name__)
 # ("typing…") send no message: they skip every budget.
 MESSAGE_ENDPOINTS = frozenset({"sendMessage", "editMessageText", "sendDocument", "sendMessageDraft"})
 EXEMPT_ENDPOINTS = frozenset({"sendChatAction"})
+# Timeouts before the request left (no free connection in the pool, no connection made):
+# PTB raises TimedOut for them too, but nothing can have been shown.
+NOT_SENT = (httpx.PoolTimeout, httpx.ConnectTimeout)
 MARGIN_S = 0.1
 _FORGET_AFTER = 256  # windows kept before idle ones are dropped
 
@@ -177,9 +182,9 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
                 pause = error.retry_after if isinstance(error.retry_after, (int, float)) else error.retry_after.total_seconds()
                 self._paused_until = max(self._paused_until, self._clock() + pause + 0.1)
                 log.info("Telegram flood control: every message call waits %.1f s", pause)
-            except TimedOut:
-                raise  # the message may have been shown: never sent twice (the journal keeps it)
-            except NetworkError as error:  # 5xx, connection refused: nothing was shown
+            except NetworkError as error:  # 5xx, connection refused, never sent: nothing was shown
+                if isinstance(error, TimedOut) and not isinstance(error.__cause__, NOT_SENT):
+                    raise  # timed out on the way: it may have been shown, never sent twice (the journal keeps it)
                 failures += 1
                 if hook is not None:
                     await hook.failed()

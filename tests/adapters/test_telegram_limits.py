@@ -1,10 +1,15 @@
-"""The outgoing flood limiter: one message per second per chat on top of AIORateLimiter."""
+"""The outgoing flood limiter (adapters/telegram/limits.py): its budgets, and what it
+tells the send journal when a call fails."""
 
 from __future__ import annotations
 
 import asyncio
 
-from adapters.telegram.limits import TelegramRateLimiter
+import httpx
+import pytest
+from telegram.error import TimedOut
+
+from adapters.telegram.limits import CURRENT_HOOK, TelegramRateLimiter
 from adapters.telegram.settings import TelegramSettings
 
 
@@ -57,3 +62,47 @@ def test_the_defaults_are_telegrams_documented_limits():
     settings = TelegramSettings()
     assert (settings.chat_messages_per_second, settings.group_messages_per_minute) == (1.0, 20.0)
     assert settings.overall_messages_per_second == 30.0
+
+
+class Journal:
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    async def attempt(self, endpoint, chat_id, text, message_id, at) -> None:
+        self.log.append("attempt")
+
+    async def sent(self, message_id) -> None:
+        self.log.append("sent")
+
+    async def failed(self) -> None:
+        self.log.append("failed")
+
+
+def timing_out_once(cause: Exception):
+    calls: list[int] = []
+
+    async def callback() -> dict:
+        calls.append(1)
+        if len(calls) == 1:
+            raise TimedOut("timed out") from cause
+        return {"message_id": 7}
+
+    return callback, calls
+
+
+async def test_a_timeout_before_the_request_left_is_taken_back_and_retried():
+    for cause in (httpx.PoolTimeout("no free connection"), httpx.ConnectTimeout("no connection")):
+        limiter, journal = TelegramRateLimiter(chat_max_rate=1000, overall_max_rate=10_000, group_max_rate=0), Journal()
+        CURRENT_HOOK.set(journal)
+        callback, calls = timing_out_once(cause)
+        assert await limiter.process_request(callback, (), {}, "sendMessage", {"chat_id": 5, "text": "x"}, None) == {"message_id": 7}
+        assert len(calls) == 2 and journal.log == ["attempt", "failed", "attempt", "sent"]
+
+
+async def test_a_timeout_after_the_request_left_counts_as_shown_and_is_not_retried():
+    limiter, journal = TelegramRateLimiter(chat_max_rate=1000, overall_max_rate=10_000, group_max_rate=0), Journal()
+    CURRENT_HOOK.set(journal)
+    callback, calls = timing_out_once(httpx.ReadTimeout("no answer"))
+    with pytest.raises(TimedOut):
+        await limiter.process_request(callback, (), {}, "sendMessage", {"chat_id": 5, "text": "x"}, None)
+    assert len(calls) == 1 and journal.log == ["attempt"]  # the attempt stays: the journal counts it as shown
