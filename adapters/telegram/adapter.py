@@ -48,6 +48,7 @@ from adapters.telegram.convert import (
 from adapters.telegram.inbox import Inbox, InboxQueue, Intake
 from adapters.telegram.journal import SendJournal
 from adapters.telegram.limits import CURRENT_HOOK, TelegramRateLimiter
+from adapters.telegram.wire import bot_request
 from adapters.telegram.media import with_image
 from adapters.telegram.outbox import DraftSupport, TelegramOutbox
 from adapters.telegram.settings import TelegramSettings, read_secrets
@@ -105,6 +106,7 @@ class TelegramAdapter:
             ApplicationBuilder()
             .token(self._token)
             .rate_limiter(self._limiter)
+            .request(bot_request())  # tells the limiter when a request is on the socket (wire.py)
             .update_queue(self._queue)
             .concurrent_updates(settings.max_concurrent_updates)
         )

@@ -12,10 +12,12 @@ whose user turn is stored but unanswered is settled: what was shown is stored as
 bot's reply, and the turn is not answered again. **An attempt whose outcome is unknown**
 (killed during the HTTP call, or a timeout once it left) **counts as shown.** The attempt is written
 after the last wait, right before the request leaves, so an unknown outcome means the
-request was (almost certainly) on its way: the kernel still delivers what was written
-to the socket when the process dies. Resending would show it twice; the rare miss
-(killed in the millisecond between the write and the socket) leaves that message
-unanswered, where the user can ask again. A reply cut short by the kill keeps what was
+request was on its way: the kernel still delivers what was written to the socket when
+the process dies, and resending would show it twice. The cost is the gap between the
+journal's commit and the request's last byte: the event loop's latency. On a loaded
+machine, with many replies journaled in one commit, a kill in that gap leaves each of
+them unsent and unanswered (the full soak, docs/SECURITY.md, counts them); the user
+can ask again. A reply cut short by the kill keeps what was
 shown, as a cancelled reply does (core/chat.py).
 
 Entries also carry the send times, which seed the next process's rate limiter (a

@@ -37,6 +37,7 @@ from telegram.error import NetworkError, RetryAfter, TimedOut
 from telegram.ext import BaseRateLimiter
 
 from adapters.telegram.settings import TelegramSettings
+from adapters.telegram.wire import ON_BODY_WRITTEN, SendTurn
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
         self._max_retries = max_retries
         self._paused_until = 0.0
         self._clock = clock
+        self._turn = SendTurn()  # one journaled call between the journal and the socket (wire.py)
 
     @classmethod
     def from_settings(cls, settings: TelegramSettings) -> "TelegramRateLimiter":
@@ -170,9 +172,9 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
         retries = rate_limit_args if rate_limit_args is not None else self._max_retries
         floods = failures = 0
         while True:
-            await self._slot(budgets, hook, endpoint, data)
+            written = await self._slot(budgets, hook, endpoint, data)
             try:
-                result = await callback(*args, **kwargs)
+                result = await self._call(callback, args, kwargs, written)
             except RetryAfter as error:
                 floods += 1
                 if hook is not None:
@@ -199,9 +201,24 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
                     await hook.sent(None if message_id is None else str(message_id))
                 return result
 
-    async def _slot(self, budgets: list[_Window], hook: SendHook | None, endpoint: str, data: dict[str, Any]) -> None:
+    @staticmethod
+    async def _call(callback: Callable[..., Coroutine[Any, Any, Any]], args: Any, kwargs: dict[str, Any],
+                    written: Callable[[], None] | None) -> Any:
+        """The HTTP call; ``written`` gives the send turn back when its body is on the socket."""
+        if written is None:
+            return await callback(*args, **kwargs)
+        token = ON_BODY_WRITTEN.set(written)
+        try:
+            return await callback(*args, **kwargs)
+        finally:
+            written()
+            ON_BODY_WRITTEN.reset(token)
+
+    async def _slot(self, budgets: list[_Window], hook: SendHook | None, endpoint: str,
+                    data: dict[str, Any]) -> Callable[[], None] | None:
         """Wait until every budget has room and take the slots (no await in between), then
-        tell the journal, with the slot's time, just before the request leaves.
+        take the send turn and tell the journal, with the slot's time, just before the
+        request leaves; returns what gives the turn back (None for a call not journaled).
 
         The journal is told after the slot is taken, never while waiting for one: an
         attempt it holds is always one that was about to leave (journal.py counts it as
@@ -213,13 +230,20 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
             await asyncio.sleep(delay)
         at = self._clock()
         self._record(budgets, at)
-        if hook is not None:
+        if hook is None:
+            return None
+        written = await self._turn.take()
+        try:
             message_id = data.get("message_id")
             await hook.attempt(endpoint, str(data["chat_id"]), data.get("text") or data.get("caption"),
                                None if message_id is None else str(message_id), at)
-            now = self._clock()
-            if now - at > MARGIN_S / 2:  # the write (or a stalled loop) took long: count the send when it leaves
-                for window in budgets:
-                    if at in window.times:
-                        window.times.remove(at)
-                        window.times.append(now)
+        except BaseException:
+            written()  # the journal write failed or was cancelled: nothing leaves
+            raise
+        now = self._clock()
+        if now - at > MARGIN_S / 2:  # the turn or the write took long: count the send when it leaves
+            for window in budgets:
+                if at in window.times:
+                    window.times.remove(at)
+                    window.times.append(now)
+        return written

@@ -10,6 +10,7 @@ import pytest
 from telegram.error import TimedOut
 
 from adapters.telegram.limits import CURRENT_HOOK, TelegramRateLimiter
+from adapters.telegram.wire import ON_BODY_WRITTEN, BodyWrittenTransport
 from adapters.telegram.settings import TelegramSettings
 
 
@@ -106,3 +107,68 @@ async def test_a_timeout_after_the_request_left_counts_as_shown_and_is_not_retri
     with pytest.raises(TimedOut):
         await limiter.process_request(callback, (), {}, "sendMessage", {"chat_id": 5, "text": "x"}, None)
     assert len(calls) == 1 and journal.log == ["attempt"]  # the attempt stays: the journal counts it as shown
+
+
+async def test_a_journaled_send_waits_until_the_one_before_is_written_not_until_it_is_answered():
+    """At most one journaled request is between the journal and the socket (wire.py)."""
+    limiter, log = TelegramRateLimiter(chat_max_rate=1000, overall_max_rate=10_000, group_max_rate=0), []
+    answer = asyncio.Event()
+
+    class Logging(Journal):
+        async def attempt(self, endpoint, chat_id, text, message_id, at) -> None:
+            log.append(f"journal {chat_id}")
+
+    async def first() -> dict:
+        log.append("first written")
+        ON_BODY_WRITTEN.get()()  # what BodyWrittenTransport's trace does once the body is on the socket
+        await answer.wait()  # a slow answer does not hold the next send back
+        return {"message_id": 1}
+
+    async def second() -> dict:
+        log.append("second written")
+        return {"message_id": 2}
+
+    async def unwritten() -> dict:
+        log.append("third, never written")
+        raise httpx.ConnectError("refused")
+
+    CURRENT_HOOK.set(Logging())
+    calls = [asyncio.create_task(limiter.process_request(call, (), {}, "sendMessage", {"chat_id": chat, "text": "x"}, 0))
+             for call, chat in ((first, 5), (second, 6))]
+    assert await calls[1] == {"message_id": 2}
+    assert log == ["journal 5", "first written", "journal 6", "second written"]
+    with pytest.raises(httpx.ConnectError):  # a call that fails before its body is written gives the turn back
+        await limiter.process_request(unwritten, (), {}, "sendMessage", {"chat_id": 7, "text": "x"}, 0)
+    sent = limiter.process_request(second, (), {}, "sendMessage", {"chat_id": 8, "text": "x"}, 0)
+    assert await asyncio.wait_for(sent, 5) == {"message_id": 2}
+    answer.set()
+    assert await calls[0] == {"message_id": 1}
+
+
+async def test_the_transport_reports_a_request_body_once_it_is_written():
+    from aiohttp import web
+
+    written = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        await asyncio.wait_for(written.wait(), 5)  # answers only once the client has been told
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/send", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        async with httpx.AsyncClient(transport=BodyWrittenTransport(httpx.AsyncHTTPTransport())) as client:
+            token = ON_BODY_WRITTEN.set(written.set)
+            try:
+                response = await client.post(f"http://127.0.0.1:{port}/send", data={"chat_id": "5", "text": "你好"})
+            finally:
+                ON_BODY_WRITTEN.reset(token)
+        assert response.json() == {"ok": True} and written.is_set()
+    finally:
+        await runner.cleanup()
