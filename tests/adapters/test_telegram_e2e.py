@@ -179,10 +179,11 @@ async def test_a_reply_over_4096_units_is_split_without_loss(fake):
     reply = "\n\n".join(paragraphs)
     assert utf16_len(reply) > 3 * 4096
     settings = telegram_settings(fake, private_streaming="edit")
-    async with bot_app(settings, ScriptedGenerator([reply])) as app, serving(app, fake):
-        fake.user_message("tell me everything", chat_id=555)
-        await until(fake, lambda: re.sub(r"\s", "", "".join(fake.texts(555))) == re.sub(r"\s", "", reply))
-        assert (await history(app, 555))[-1] == ("assistant", reply)
+    async with bot_app(settings, ScriptedGenerator([reply])) as app:
+        async with serving(app, fake):
+            fake.user_message("tell me everything", chat_id=555)
+            await until(fake, lambda: re.sub(r"\s", "", "".join(fake.texts(555))) == re.sub(r"\s", "", reply))
+        assert (await history(app, 555))[-1] == ("assistant", reply)  # stored once its handler finished
     texts = fake.texts(555)
     assert len(texts) >= 4 and all(utf16_len(text) <= 4096 for text in texts)
 
