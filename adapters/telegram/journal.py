@@ -14,10 +14,10 @@ bot's reply, and the turn is not answered again. **An attempt whose outcome is u
 after the last wait, right before the request leaves, so an unknown outcome means the
 request was on its way: the kernel still delivers what was written to the socket when
 the process dies, and resending would show it twice. The cost is the gap between the
-journal's commit and the request's last byte: the event loop's latency. On a loaded
-machine, with many replies journaled in one commit, a kill in that gap leaves each of
-them unsent and unanswered (the full soak, docs/SECURITY.md, counts them); the user
-can ask again. A reply cut short by the kill keeps what was
+journal's commit and the request's last byte: a kill there leaves that reply unsent and
+unanswered (the user can ask again). One journaled call at a time crosses that gap
+(adapters/telegram/wire.py); before, a kill on a loaded machine lost up to 30 replies
+journaled in one commit. A reply cut short by the kill keeps what was
 shown, as a cancelled reply does (core/chat.py).
 
 Entries also carry the send times, which seed the next process's rate limiter (a
