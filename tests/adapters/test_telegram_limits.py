@@ -7,6 +7,8 @@ import asyncio
 
 import httpx
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from telegram.error import TimedOut
 
 from adapters.telegram.limits import CURRENT_HOOK, TelegramRateLimiter
@@ -146,8 +148,6 @@ async def test_a_journaled_send_waits_until_the_one_before_is_written_not_until_
 
 
 async def test_the_transport_reports_a_request_body_once_it_is_written():
-    from aiohttp import web
-
     written = asyncio.Event()
 
     async def handler(request: web.Request) -> web.Response:
@@ -157,18 +157,11 @@ async def test_the_transport_reports_a_request_body_once_it_is_written():
 
     app = web.Application()
     app.router.add_post("/send", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    try:
+    async with TestServer(app, host="127.0.0.1") as server:
         async with httpx.AsyncClient(transport=BodyWrittenTransport(httpx.AsyncHTTPTransport())) as client:
             token = ON_BODY_WRITTEN.set(written.set)
             try:
-                response = await client.post(f"http://127.0.0.1:{port}/send", data={"chat_id": "5", "text": "你好"})
+                response = await client.post(f"http://127.0.0.1:{server.port}/send", data={"chat_id": "5", "text": "你好"})
             finally:
                 ON_BODY_WRITTEN.reset(token)
-        assert response.json() == {"ok": True} and written.is_set()
-    finally:
-        await runner.cleanup()
+    assert response.json() == {"ok": True} and written.is_set()
