@@ -153,6 +153,12 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
         for window in budgets:
             window.times.append(at)
 
+    @staticmethod
+    def _unrecord(budgets: list[_Window], at: float) -> None:
+        for window in budgets:
+            if at in window.times:
+                window.times.remove(at)
+
     def _delay(self, budgets: list[_Window]) -> float:
         now = self._clock()
         return max([self._paused_until - now, *(window.wait(now) for window in budgets)])
@@ -225,7 +231,9 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
 
         The journal is told after the slot is taken, never while waiting for one: an
         attempt it holds is always one that was about to leave (journal.py counts it as
-        shown). The write's own latency is the little the send can lag its slot (MARGIN_S)."""
+        shown). A send that waited behind others for the turn takes its slot again while it
+        holds the turn, so a stalled journal write never lets a backlog out at once; the
+        write's own latency is the little the send can lag its slot (MARGIN_S)."""
         while True:
             delay = self._delay(budgets)
             if delay <= 0:
@@ -237,6 +245,12 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
             return None
         written = await self._turn.take()
         try:
+            if self._clock() - at > MARGIN_S / 2:  # waited behind other sends: take the slot again, in turn
+                self._unrecord(budgets, at)
+                while (delay := self._delay(budgets)) > 0:
+                    await asyncio.sleep(delay)
+                at = self._clock()
+                self._record(budgets, at)
             message_id = data.get("message_id")
             await hook.attempt(endpoint, str(data["chat_id"]), data.get("text") or data.get("caption"),
                                None if message_id is None else str(message_id), at)
@@ -244,9 +258,7 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
             written()  # the journal write failed or was cancelled: nothing leaves
             raise
         now = self._clock()
-        if now - at > MARGIN_S / 2:  # the turn or the write took long: count the send when it leaves
-            for window in budgets:
-                if at in window.times:
-                    window.times.remove(at)
-                    window.times.append(now)
+        if now - at > MARGIN_S / 2:  # the journal write took long: count the send when it leaves
+            self._unrecord(budgets, at)
+            self._record(budgets, now)
         return written

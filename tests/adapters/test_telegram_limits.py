@@ -165,3 +165,25 @@ async def test_the_transport_reports_a_request_body_once_it_is_written():
             finally:
                 ON_BODY_WRITTEN.reset(token)
     assert response.json() == {"ok": True} and written.is_set()
+
+
+async def test_sends_that_waited_behind_a_slow_journal_write_take_their_slots_again():
+    """No backlog leaves at once after a stall: what left never exceeds the overall budget."""
+    limiter = TelegramRateLimiter(chat_max_rate=1000, overall_max_rate=2, group_max_rate=0)
+    left: list[float] = []
+
+    class SlowFirst(Journal):
+        async def attempt(self, endpoint, chat_id, text, message_id, at) -> None:
+            if chat_id == "1":
+                await asyncio.sleep(1.5)  # a commit stalled behind a busy writer, longer than a window
+
+    async def send() -> dict:
+        left.append(asyncio.get_running_loop().time())
+        ON_BODY_WRITTEN.get()()
+        return {"message_id": 1}
+
+    CURRENT_HOOK.set(SlowFirst())
+    await asyncio.gather(*(limiter.process_request(send, (), {}, "sendMessage", {"chat_id": chat, "text": "x"}, 0)
+                           for chat in (1, 2, 3)))
+    left.sort()
+    assert left[2] - left[0] >= 1.0  # the third waited a whole window after the first two left
