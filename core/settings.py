@@ -36,7 +36,9 @@ class GenerationSettings(_Section):
     temperature: float = Field(0.8, ge=0.0, le=5.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     top_k: int = Field(50, ge=0)
-    repetition_penalty: float = Field(1.15, ge=0.5, le=5.0)
+    # 1.0: a penalty above 1 falls on every token already in the prompt, the memory block's
+    # and passages' included; at 1.2 the bundled model answered "Rexwix" for a dog called Rex.
+    repetition_penalty: float = Field(1.0, ge=0.5, le=5.0)
     stop: tuple[str, ...] = ()
     timeout_s: float = Field(60.0, gt=0)
 
