@@ -66,7 +66,8 @@ class SharedStateMixin:
             params = {"key": bucket, "size": size, "rate": per_s, "at": at}
             if await fetch_all(db, _TAKE_TOKEN, params):
                 return 0.0
-            tokens, updated = await one(db, "SELECT tokens, updated FROM rate_buckets WHERE key = ?", (bucket,)) or (size, at)
+            row = await one(db, "SELECT tokens, updated FROM rate_buckets WHERE key = ?", (bucket,))
+            tokens, updated = row or (size, at)
             return v.refill(tokens, updated, per_s, size, at)[1]
 
         return await self._write("take_token", op)
