@@ -159,6 +159,11 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
             if at in window.times:
                 window.times.remove(at)
 
+    async def _room(self, budgets: list[_Window]) -> None:
+        """Until every budget has room (and no flood pause is on)."""
+        while (delay := self._delay(budgets)) > 0:
+            await asyncio.sleep(delay)
+
     def _delay(self, budgets: list[_Window]) -> float:
         now = self._clock()
         return max([self._paused_until - now, *(window.wait(now) for window in budgets)])
@@ -234,11 +239,7 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
         shown). A send that waited behind others for the turn takes its slot again while it
         holds the turn, so a stalled journal write never lets a backlog out at once; the
         write's own latency is the little the send can lag its slot (MARGIN_S)."""
-        while True:
-            delay = self._delay(budgets)
-            if delay <= 0:
-                break
-            await asyncio.sleep(delay)
+        await self._room(budgets)
         at = self._clock()
         self._record(budgets, at)
         if hook is None:
@@ -247,8 +248,7 @@ class TelegramRateLimiter(BaseRateLimiter[int]):
         try:
             if self._clock() - at > MARGIN_S / 2:  # waited behind other sends: take the slot again, in turn
                 self._unrecord(budgets, at)
-                while (delay := self._delay(budgets)) > 0:
-                    await asyncio.sleep(delay)
+                await self._room(budgets)
                 at = self._clock()
                 self._record(budgets, at)
             message_id = data.get("message_id")
