@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiohttp import web  # noqa: E402
 
-from bench.soak_run import TOLERANCE_S, count_answers  # noqa: E402
+from bench.soak_run import TOLERANCE_S, Posts, count_answers  # noqa: E402
 from tests.adapters.discord_fake_server import FakeDiscord, _json  # noqa: E402
 
 BOT_FILE = """
@@ -78,7 +78,7 @@ class SoakDiscord(FakeDiscord):
         self.answers: Counter[tuple[int, int]] = Counter()  # (channel, message id) -> calls referencing it (a waiting user sees one)
         self.too_long = 0
         self.statuses: Counter[int] = Counter()
-        self.posted_in: dict[str, asyncio.Event] = {}  # set when the bot posts in the channel
+        self.posts = Posts()
 
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         path = request.match_info["path"]
@@ -111,19 +111,8 @@ class SoakDiscord(FakeDiscord):
                 reference = body.get("message_reference")
                 if reference:
                     self.answers[(int(channel), int(reference["message_id"]))] += 1
-                if (waiting := self.posted_in.pop(channel, None)) is not None:
-                    waiting.set()
+                self.posts.posted(channel)
         return response
-
-    async def wait_for_post(self, channel: int, timeout: float) -> bool:
-        """Until the bot posts in ``channel``; False after ``timeout``. Users wait on this:
-        500 users polling every 50 ms kept the fake too busy to read requests when they came,
-        which bunched their arrival times into windows over budget."""
-        try:
-            await asyncio.wait_for(self.posted_in.setdefault(str(channel), asyncio.Event()).wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
 
 
 @dataclass
@@ -215,7 +204,7 @@ async def soak(args: argparse.Namespace) -> dict[str, object]:
                     return fake.answers[(channel, message_id)] > 0 or (not in_channel and fake.per_channel[str(channel)] > before)
 
                 deadline = time.monotonic() + args.patience
-                while not answered() and await fake.wait_for_post(channel, deadline - time.monotonic()):
+                while not answered() and await fake.posts.wait(channel, deadline - time.monotonic()):
                     pass  # wait for the answer, as people do
 
         tasks = [asyncio.create_task(killer()), asyncio.create_task(dropper())]

@@ -63,6 +63,28 @@ CHAT_PER_S, GROUP_PER_MIN, GLOBAL_PER_S = 1.0, 20.0, 30.0  # the adapter's defau
 TOLERANCE_S = 0.05  # arrival jitter: two sends 0.99 s apart at the fake were spaced 1 s by the bot
 
 
+class Posts:
+    """What the bot posted in each chat, as a signal users wait on. They wait on this rather
+    than polling: 500 users polling every 50 ms kept the fake's loop too busy to read
+    requests promptly (a kill's reset then threw away requests already delivered, and
+    arrival times bunched into windows over budget)."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, asyncio.Event] = {}
+
+    def posted(self, chat: object) -> None:
+        if (waiting := self._waiting.pop(str(chat), None)) is not None:
+            waiting.set()
+
+    async def wait(self, chat: object, timeout: float) -> bool:
+        """Until the bot posts in ``chat``; False after ``timeout``."""
+        try:
+            await asyncio.wait_for(self._waiting.setdefault(str(chat), asyncio.Event()).wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
 class SoakAPI(FakeBotAPI):
     """The fake with a slow network on some calls and failures drawn at random."""
 
@@ -71,26 +93,15 @@ class SoakAPI(FakeBotAPI):
         self.rng, self.flood_rate, self.error_rate, self.slow_rate = rng, flood_rate, error_rate, slow_rate
         self.per_chat: Counter[int] = Counter()  # messages the bot put in each chat
         self.quoted: Counter[tuple[int, int]] = Counter()  # (chat, message id) -> bot messages quoting it
-        self.sent_to: dict[int, asyncio.Event] = {}  # set when the bot puts a message in the chat
+        self.posts = Posts()
 
     async def _m_sendMessage(self, params, files):  # type: ignore[no-untyped-def]
         result = await super()._m_sendMessage(params, files)
         self.per_chat[int(params["chat_id"])] += 1
         if "reply_to_message_id" in result:
             self.quoted[(int(params["chat_id"]), int(result["reply_to_message_id"]))] += 1
-        if (waiting := self.sent_to.pop(int(params["chat_id"]), None)) is not None:
-            waiting.set()
+        self.posts.posted(int(params["chat_id"]))
         return result
-
-    async def wait_for_message(self, chat: int, timeout: float) -> bool:
-        """Until the bot puts a message in ``chat``; False after ``timeout``. The users wait
-        on this rather than polling: 500 users polling kept the fake's loop too busy to read
-        requests promptly, and a kill's reset then threw away requests already delivered."""
-        try:
-            await asyncio.wait_for(self.sent_to.setdefault(chat, asyncio.Event()).wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
 
     async def _handle(self, request):  # type: ignore[no-untyped-def]
         method = request.match_info["method"]
@@ -235,7 +246,7 @@ async def soak(args: argparse.Namespace) -> dict[str, object]:
                 return api.quoted[(chat, message_id)] > 0 or (not in_group and api.per_chat[chat] > before)
 
             deadline = time.monotonic() + args.patience
-            while not answered() and await api.wait_for_message(chat, deadline - time.monotonic()):
+            while not answered() and await api.posts.wait(chat, deadline - time.monotonic()):
                 pass  # wait for the answer, as people do
 
     kill_task = asyncio.create_task(killer())
