@@ -124,7 +124,7 @@ class BatchedRequest:
 
     def __init__(self, batcher: "ContinuousBatcher", ids: list[int], params: GenerationParams, max_new: int, user: str,
                  conversation: str, tenant: str = "") -> None:
-        from transformers import AsyncTextIteratorStreamer
+        from core.generation.token_text import TokenText
 
         self.batcher = batcher
         self.rid = f"pb-{next(_ids)}"
@@ -140,7 +140,7 @@ class BatchedRequest:
                 "top_p": 1.0 if greedy else float(params.top_p),
             }
         self.kwargs["repetition_penalty"] = float(params.repetition_penalty)
-        self.pieces = AsyncTextIteratorStreamer(batcher.tokenizer, skip_prompt=False, skip_special_tokens=True)
+        self.pieces = TokenText(batcher.tokenizer)
         self.state = "waiting"  # -> "active" -> "done"
         self.generated: list[int] = []
         self.error: str | None = None
@@ -337,15 +337,13 @@ class ContinuousBatcher:
 
     def _on_output(self, output: Any) -> None:
         """A step's result for one request, on the event loop."""
-        import torch
-
         request = self._active.get(output.request_id)
         if request is None:
             return  # cancelled meanwhile
         new = output.generated_tokens[len(request.generated) :]
         if new:
             request.generated = list(output.generated_tokens)
-            request.pieces.put(torch.tensor(new))
+            request.pieces.put(new)
         if output.is_finished():
             self.stats["finished"] += 1
             self._end(request, error=output.error)

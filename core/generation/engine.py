@@ -189,7 +189,7 @@ class StaticEngine:
         first, count = admitted[0][0], len(admitted)
         chunks = [torch.tensor(self._row_request[row].ids[start:], device=self.decoder.device) for row, start in admitted]
         logits = self.decoder.prefill(first, chunks, [start for _, start in admitted])
-        tokens = sample(logits, self._seen[first : first + count], _RowView(self._params, first, count), count, self._generator)
+        tokens = sample(logits, self._seen[first : first + count], self._params.window(first, count), count, self._generator)
         self._seen[torch.arange(first, first + count, device=tokens.device), tokens] = True  # the reply's tokens are penalised too
         self._next[first : first + count] = tokens
         ended = []
@@ -289,15 +289,3 @@ class StaticEngine:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(deliver)
 
-
-class _RowView:
-    """Rows ``first..first+count-1`` of :class:`RowParams` seen as a batch of their own (after a prefill)."""
-
-    def __init__(self, params: Any, first: int, count: int) -> None:
-        end = first + count
-        self.temperature, self.top_k = params.temperature[first:end], params.top_k[first:end]
-        self.top_p, self.penalty, self.greedy = params.top_p[first:end], params.penalty[first:end], params.greedy[first:end]
-        self._k = params._k[first:end]
-
-    def k_max(self, rows: int) -> int:
-        return max(self._k[:rows], default=0)

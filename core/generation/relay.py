@@ -5,6 +5,11 @@ Applies stop strings (held back until decided), the request's deadline, and
 stream ends early, including when the consumer stops iterating or is cancelled.
 Replacement characters (U+FFFD) are dropped: a byte-level model can sample bytes that are
 no UTF-8 (half a Chinese character), which decode to "�" and would reach the user so.
+
+Waiting for a piece costs one ``asyncio.timeout_at`` scope around the ``await``; an
+interrupt expires that scope at once (:class:`Interrupt` calls back when set). The scope
+never spans a ``yield``, so an expiry cannot land in the consumer's code. (A task and an
+``asyncio.wait`` per piece did the same at several times the event loop's time per token.)
 """
 
 from __future__ import annotations
@@ -21,15 +26,31 @@ from core.generation.text import StopFilter
 NOT_TEXT = "\ufffd"  # what decoding bytes that are no UTF-8 gives
 
 
+class Interrupt(asyncio.Event):
+    """An event that also calls back when set, so a relay's wait for the next piece ends at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._callbacks: list[Callable[[], None]] = []
+
+    def when_set(self, callback: Callable[[], None]) -> None:
+        self._callbacks.append(callback)
+
+    def set(self) -> None:
+        super().set()
+        for callback in self._callbacks:
+            callback()
+
+
 class Interrupts:
     """Per-conversation stop signals behind a backend's ``cancel(conversation_id)``."""
 
     def __init__(self) -> None:
-        self._events: dict[str, set[asyncio.Event]] = {}
+        self._events: dict[str, set[Interrupt]] = {}
 
     @contextlib.contextmanager
     def watch(self, conversation_id: str):
-        event = asyncio.Event()
+        event = Interrupt()
         self._events.setdefault(conversation_id, set()).add(event)
         try:
             yield event
@@ -57,7 +78,7 @@ async def relay(
     finish: Callable[[], Awaitable[FinishReason]],
     stops: Sequence[str],
     deadline: float,
-    interrupt: asyncio.Event,
+    interrupt: Interrupt,
 ) -> AsyncIterator[Chunk]:
     """Yield Chunks for ``pieces`` until it ends, a stop string, ``deadline`` or ``interrupt``.
 
@@ -68,29 +89,37 @@ async def relay(
     stop_filter = StopFilter(stops)
     started = False
     iterator = aiter(pieces)
-    interrupted = asyncio.ensure_future(interrupt.wait())
-    pending: asyncio.Future[str] | None = None
+    loop = asyncio.get_running_loop()
+    until = loop.time() + (deadline - time.monotonic())
+    scope: asyncio.Timeout | None = None
+
+    def expire() -> None:
+        if scope is not None:
+            scope.reschedule(loop.time())
+
+    interrupt.when_set(expire)
 
     def tail() -> str:
         rest = stop_filter.flush()
         return rest if started else rest.lstrip()
 
     try:
-        while True:
-            pending = asyncio.ensure_future(anext(iterator))
-            done, _ = await asyncio.wait(
-                (pending, interrupted), timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
-            )
-            if pending not in done:
-                stop_producer()
-                yield Chunk(tail(), FinishReason.CANCELLED if interrupted in done else FinishReason.TIMEOUT)
-                return
+        while not interrupt.is_set():
             try:
-                piece = pending.result()
+                async with asyncio.timeout_at(until) as scope:
+                    piece = await anext(iterator)
             except StopAsyncIteration:
                 break
+            except TimeoutError:
+                if scope is None or not scope.expired():
+                    raise  # the backend's own timeout, not ours
+                piece = None
             finally:
-                pending = None
+                scope = None  # exited: an interrupt from now on is seen by the loop's test
+            if piece is None:
+                stop_producer()
+                yield Chunk(tail(), FinishReason.CANCELLED if interrupt.is_set() else FinishReason.TIMEOUT)
+                return
             text = stop_filter.feed(piece.replace(NOT_TEXT, ""))
             if not started:
                 text = text.lstrip()
@@ -105,11 +134,6 @@ async def relay(
         yield Chunk(tail(), reason)
     finally:
         stop_producer()
-        interrupted.cancel()
-        if pending is not None:
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
         close = getattr(iterator, "aclose", None)
         if close is not None:
             with contextlib.suppress(Exception):

@@ -5,6 +5,10 @@ the row's sequence, prompt and reply, has its logit divided by the penalty when 
 multiplied when negative), temperature, top-k and top-p. One ``topk`` over the largest
 requested k replaces full-vocabulary sorts, which dominate a small model's step on a CPU.
 Greedy rows take the argmax of the penalised logits, as ``generate`` does.
+
+Work no row needs is skipped, from Python mirrors of the parameters: the penalty pass when
+every row's penalty is 1 (the default), the argmax when no row is greedy. Each is a pass
+over ``[rows, vocabulary]``, which at 32 rows cost more than the rest of sampling.
 """
 
 from __future__ import annotations
@@ -49,18 +53,20 @@ def sample(scores: Any, seen: Any, params: "RowParams", rows: int, generator: An
     """Next token [rows] for the first ``rows`` rows of ``params``, from ``scores`` [rows, V]."""
     import torch
 
-    scores = penalise(scores, seen[:rows], params.penalty[:rows])
-    best = scores.argmax(dim=-1)
+    if params.any_penalty(rows):
+        scores = penalise(scores, seen[:rows], params.penalty[:rows])
     k_max = params.k_max(rows)
     if k_max == 0:  # every row greedy
-        return best
+        return scores.argmax(dim=-1)
     values, index = filter_top(scores, params.temperature[:rows], params.top_k[:rows], params.top_p[:rows], k_max)
-    choice = torch.multinomial(values.softmax(dim=-1), 1, generator=generator)
-    return torch.where(params.greedy[:rows], best, index.gather(1, choice)[:, 0])
+    choice = index.gather(1, torch.multinomial(values.softmax(dim=-1), 1, generator=generator))[:, 0]
+    if not params.any_greedy(rows):
+        return choice
+    return torch.where(params.greedy[:rows], scores.argmax(dim=-1), choice)
 
 
 class RowParams:
-    """Sampling parameters of each cache row, as tensors, with a Python mirror of top-k."""
+    """Sampling parameters of each cache row, as tensors, with Python mirrors of top-k and penalty."""
 
     def __init__(self, rows: int, vocab: int, device: Any) -> None:
         import torch
@@ -72,6 +78,7 @@ class RowParams:
         self.penalty = torch.ones(rows, device=device)
         self.greedy = torch.ones(rows, dtype=torch.bool, device=device)
         self._k = [0] * rows  # 0 for a greedy row
+        self._penalty = [1.0] * rows
 
     def set(self, row: int, temperature: float, top_k: int, top_p: float, penalty: float) -> None:
         """``temperature <= 0`` means greedy; ``top_k <= 0`` means the whole vocabulary."""
@@ -83,11 +90,28 @@ class RowParams:
         self.penalty[row] = penalty
         self.greedy[row] = greedy
         self._k[row] = k
+        self._penalty[row] = penalty
 
     def swap(self, a: int, b: int) -> None:
         for t in (self.temperature, self.top_k, self.top_p, self.penalty, self.greedy):
             t[[a, b]] = t[[b, a]]
-        self._k[a], self._k[b] = self._k[b], self._k[a]
+        for mirror in (self._k, self._penalty):
+            mirror[a], mirror[b] = mirror[b], mirror[a]
+
+    def window(self, first: int, count: int) -> "RowParams":
+        """Rows ``first..first+count-1`` as parameters of their own (views: a prefill's rows)."""
+        end = first + count
+        view = object.__new__(RowParams)
+        view.vocab = self.vocab
+        for name in ("temperature", "top_k", "top_p", "penalty", "greedy", "_k", "_penalty"):
+            setattr(view, name, getattr(self, name)[first:end])
+        return view
 
     def k_max(self, rows: int) -> int:
         return max(self._k[:rows], default=0)
+
+    def any_penalty(self, rows: int) -> bool:
+        return any(p != 1.0 for p in self._penalty[:rows])
+
+    def any_greedy(self, rows: int) -> bool:
+        return 0 in self._k[:rows]

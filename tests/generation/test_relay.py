@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from core.events import FinishReason
-from core.generation.relay import relay
+from core.generation.relay import Interrupt, relay
 
 
 async def pieces(*texts):
@@ -20,7 +20,7 @@ async def finish() -> FinishReason:
 
 async def collect(*texts, stops=()):
     chunks = [chunk async for chunk in relay(pieces(*texts), stop_producer=lambda: None, finish=finish, stops=stops,
-                                              deadline=time.monotonic() + 30, interrupt=asyncio.Event())]
+                                              deadline=time.monotonic() + 30, interrupt=Interrupt())]
     return "".join(chunk.text for chunk in chunks), chunks[-1].finish_reason
 
 
