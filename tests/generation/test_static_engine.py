@@ -213,3 +213,29 @@ def test_the_static_engine_refuses_a_model_it_cannot_run(gpt2_dir):
         assert gen._shared.batcher.engine == "transformers"  # auto: transformers' engine serves it
     finally:
         asyncio.run(gen.aclose())
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_the_output_head_is_stored_transposed_and_stays_tied(tied):
+    """The static engine lays the head's weight out as [hidden, vocab] in memory: the model's
+    logits stay the same, a tied input embedding is still the same parameter, no copy is kept."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from core.generation.decode import DecodeModel
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         max_position_embeddings=128, tie_word_embeddings=tied)
+    model = LlamaForCausalLM(config).eval()
+    ids = torch.tensor([[3, 5, 7, 11]])
+    with torch.inference_mode():
+        before = model(ids).logits
+    DecodeModel(model, rows=2, max_length=64)
+    weight = model.lm_head.weight
+    with torch.inference_mode():
+        after = model(ids).logits
+    assert weight.shape == (64, 32) and not weight.is_contiguous() and weight.t().is_contiguous()
+    assert (model.model.embed_tokens.weight is weight) == tied
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in LlamaForCausalLM(config).parameters())
+    torch.testing.assert_close(after, before)
