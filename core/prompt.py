@@ -249,9 +249,12 @@ def plan_prompt(
                                                for i in choice[part])
 
     limit = budget.prompt_tokens
-    if count_tokens(assemble(chosen, current)) > limit:
-        current = _cut_to_fit(current, lambda message: count_tokens(assemble(chosen, message)) <= limit)
     fixed = counts.one(system) + counts.one(current)
+    # The sum errs high, so when it fits the exact count (a render and a tokenization of the whole
+    # prompt) is needed only for a system prompt and message that may not fit together.
+    if fixed > limit and count_tokens(assemble(chosen, current)) > limit:
+        current = _cut_to_fit(current, lambda message: count_tokens(assemble(chosen, message)) <= limit)
+        fixed = counts.one(system) + counts.one(current)
 
     def place(part: str, ceiling: int) -> None:
         if part == "history" and sizes["recent"] and not chosen["recent"]:
