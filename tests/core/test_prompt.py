@@ -67,6 +67,19 @@ def test_an_oversized_current_message_is_cut_not_dropped():
     assert words(prompt) <= 80 and prompt[-1].content.startswith("word word")
 
 
+def test_a_prompt_that_fits_is_counted_whole_only_once():
+    """Placing sums per-message counts; the whole prompt (a render and a tokenization with a
+    real model) is counted once, to confirm, when the system prompt and message fit."""
+    calls = []
+
+    def counting(messages):
+        calls.append(len(messages))
+        return words(messages)
+
+    build_prompt(PERSONA, history(6), counting, Budget(1000, 100))
+    assert sum(1 for n in calls if n > 1) == 1
+
+
 def test_history_must_end_with_the_user():
     with pytest.raises(ValueError):
         build_prompt(PERSONA, [ChatMessage("assistant", "x")], words, Budget(100, 10))
