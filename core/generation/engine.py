@@ -96,6 +96,15 @@ class StaticEngine:
         self._thread = threading.Thread(target=self._run, name="personabot-decode", daemon=True)
         self._thread.start()
 
+    def _warm_compiled_step(self) -> None:
+        """Compile the step for one row and for several before serving, over a cache held at its
+        full size: a cache that grows, or a first batch of another size, would recompile while
+        users wait (seconds per new shape). Runs on the engine's thread: requests wait in the inbox."""
+        self.decoder.ensure_rows(self.rows)
+        self.decoder.ensure(self.decoder.max_length)
+        for batch in (1, 2, 3):
+            self._step_fn(self._next[:batch], self._position[:batch], 8)
+
     def stop(self, block: bool = True) -> None:
         self._stopping = True
         self._wake.set()
@@ -123,6 +132,12 @@ class StaticEngine:
         import torch
 
         with torch.inference_mode():
+            if self.compile:
+                try:
+                    self._warm_compiled_step()
+                except Exception:  # the engine still serves, uncompiled
+                    log.exception("torch.compile of the decode step failed; decoding without it")
+                    self._step_fn = self.decoder.step
             while not self._stopping:
                 self._take_inbox()
                 if not self.active and not self._pending:

@@ -138,11 +138,33 @@ async def test_compiled_step_greedy_equals_generate(tmp_path, penalty):
     gen = await TransformersGenerator.load(str(folder), batching=True, max_batch_size=4, max_active_per_user=4,
                                            engine="static", compile=True)
     try:
-        assert gen._shared.batcher._manager.compile
-        params = greedy(12, repetition_penalty=penalty, timeout_s=600)  # the first steps compile (a minute on a busy CPU)
+        engine = gen._shared.batcher._manager
+        assert engine.compile
+        params = greedy(12, repetition_penalty=penalty, timeout_s=600)  # the engine compiles first (a minute on a busy CPU)
         results = await asyncio.gather(*(collect(gen, request(p, user=f"c{i}", params=params)) for i, p in enumerate(PROMPTS[:4])))
         for prompt, chunks in zip(PROMPTS, results):
             assert text_of(chunks) == reference(gen, prompt, 12, penalty)
+        # compiled over the whole cache: no shape changes, so no recompiling while users wait
+        assert (engine.decoder.allocated, engine.decoder.length) == (engine.rows, engine.decoder.max_length)
+    finally:
+        await gen.aclose()
+
+
+async def test_a_decode_step_that_fails_to_compile_decodes_uncompiled(tmp_path, monkeypatch):
+    import torch
+
+    def broken_compile(fn, **_):
+        def compiled(*args):
+            raise RuntimeError("no C++ compiler")
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    folder = build_model_folder(tmp_path / "uncompilable")
+    gen = await TransformersGenerator.load(str(folder), batching=True, max_batch_size=4, max_active_per_user=4,
+                                           engine="static", compile=True)
+    try:
+        chunks = await collect(gen, request(PROMPTS[0], user="u", params=greedy(8, timeout_s=120)))
+        assert text_of(chunks) == reference(gen, PROMPTS[0], 8, 1.0)
     finally:
         await gen.aclose()
 
