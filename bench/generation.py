@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.events import ChatMessage, GenerationParams, GenerationRequest  # noqa: E402
+from core.settings import GenerationSettings  # noqa: E402
 
 DEFAULT_MODEL = ROOT / "core" / "assets" / "default_model"
 SYSTEM = "You are Mira, a friendly companion. Keep replies short, warm and curious. Ask a follow-up question."
@@ -201,8 +202,9 @@ async def main() -> None:
     parser.add_argument("--model", default=None, help="model folder (default: the bundled model, else a random one)")
     parser.add_argument("--concurrency", default="1,4,16,32")
     parser.add_argument("--new-tokens", type=int, default=48)
-    parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--repetition-penalty", type=float, default=1.15)
+    bot = GenerationSettings()  # the bot's own sampling defaults
+    parser.add_argument("--temperature", type=float, default=bot.temperature)
+    parser.add_argument("--repetition-penalty", type=float, default=bot.repetition_penalty)
     parser.add_argument("--skip-second-turn", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice, one per core)")
     parser.add_argument("--sequential-max", type=int, default=8, help="sequential baseline runs at most this many prompts")

@@ -10,7 +10,7 @@ concurrent chat at most and the same thread count, and the same prompts (the sam
 ids: a persona system prompt and a real first message from the chitchat corpus) go to
 both at 1, 8 and 32 concurrent chats, interleaved level by level so background load hits
 both alike. Sampling is the bot's default (temperature 0.8, top-p 0.95, top-k 50,
-repetition penalty 1.15 over the whole sequence) on both; each reply is at most
+repetition penalty 1.0, over the whole sequence when set) on both; each reply is at most
 ``--new-tokens`` tokens. Printed per row: tokens/s over the wall time, time to first token
 p50/p95, personabot/llama-server, and CPU time per generated token on each side (our
 process; the server process), which a busy machine inflates far less than wall time.
@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench_support import percentile  # noqa: E402
 from core.events import ChatMessage, GenerationParams, GenerationRequest  # noqa: E402
+from core.settings import GenerationSettings  # noqa: E402
 from generation import SYSTEM, TokenClock, chitchat_lines  # noqa: E402
 from llama_peer import LlamaServer, PeerError, convert, cpu_seconds, find_server, run_level  # noqa: E402
 
@@ -206,8 +207,9 @@ async def main() -> None:
     parser.add_argument("--models", default="bundled,random90m")
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--new-tokens", type=int, default=48)
-    parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--repetition-penalty", type=float, default=1.15)
+    bot = GenerationSettings()  # the bot's own sampling defaults
+    parser.add_argument("--temperature", type=float, default=bot.temperature)
+    parser.add_argument("--repetition-penalty", type=float, default=bot.repetition_penalty)
     parser.add_argument("--repeats", type=int, default=1, help="runs per level (medians printed)")
     parser.add_argument("--min-replies", type=int, default=8, help="replies per level at least (1 chat: that many one after another)")
     parser.add_argument("--threads", type=int, default=None, help="torch and llama-server threads (default: torch's, one per core)")
