@@ -100,11 +100,8 @@ class RowParams:
 
     def window(self, first: int, count: int) -> "RowParams":
         """Rows ``first..first+count-1`` as parameters of their own (views: a prefill's rows)."""
-        end = first + count
         view = object.__new__(RowParams)
-        view.vocab = self.vocab
-        for name in ("temperature", "top_k", "top_p", "penalty", "greedy", "_k", "_penalty"):
-            setattr(view, name, getattr(self, name)[first:end])
+        view.__dict__ = {name: value if name == "vocab" else value[first : first + count] for name, value in vars(self).items()}
         return view
 
     def k_max(self, rows: int) -> int:
