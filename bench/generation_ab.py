@@ -8,8 +8,9 @@ save (docs/performance.md, session 5). So the trees run in turn, round after rou
 (every other round in reverse order), each measurement in a fresh process that imports
 that tree's ``core``. Printed per tree and level: the median CPU ms per token, and the
 median of each round's ratio to the first tree (which cancels most of the drift). Replies
-stream through ``TransformersGenerator.stream`` with the bot's sampling defaults, 1 torch
-thread, the bench's persona prompt and real first messages from the chitchat corpus.
+stream through ``TransformersGenerator.stream`` with today's sampling defaults written out
+(older trees had other defaults, and every tree must sample alike), 1 torch thread, the
+bench's persona prompt and real first messages from the chitchat corpus.
 """
 
 from __future__ import annotations
